@@ -1,0 +1,155 @@
+//! Command-line definitions. Every `serve` flag also reads an environment
+//! variable, and `main` loads `.env` into the environment before parsing, so
+//! the precedence is flag > environment > `.env` > default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::ClientAuthMode;
+
+#[derive(Debug, Parser)]
+#[command(name = "mtls", version, about = "An HTTPS server that authenticates clients by certificate (mutual TLS), and the tools to make client certificates work.")]
+pub struct Cli {
+    /// Read settings from this dotenv file instead of `./.env`.
+    /// Variables already set in the environment win over the file.
+    #[arg(long, global = true, value_name = "FILE", env = "ENV_FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS server.
+    Serve(ServeArgs),
+    /// Create and manage a development PKI (CA, server and client certificates).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:5001")]
+    pub listen: SocketAddr,
+
+    /// Server certificate chain (PEM, leaf first).
+    #[arg(long, env = "SERVER_CERT", default_value = "pki/server.crt")]
+    pub cert: PathBuf,
+
+    /// Server private key (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, env = "SERVER_KEY", default_value = "pki/server.key")]
+    pub key: PathBuf,
+
+    /// Client certificate authentication. Wins over MTLS_ENABLED. [default: off]
+    #[arg(long, env = "CLIENT_AUTH", value_enum)]
+    pub client_auth: Option<ClientAuthMode>,
+
+    /// Seed-compatible shorthand: true means `--client-auth required`,
+    /// false means `--client-auth off`.
+    #[arg(long, env = "MTLS_ENABLED", value_name = "true|false")]
+    pub mtls_enabled: Option<String>,
+
+    /// CA certificates trusted to issue client certificates (PEM bundle).
+    #[arg(long, env = "CLIENT_CA", default_value = "pki/ca.crt")]
+    pub client_ca: PathBuf,
+
+    /// Body text of `GET /`.
+    #[arg(
+        long,
+        env = "WELCOME_MESSAGE",
+        default_value = "Welcome to the mTLS Flask App!"
+    )]
+    pub welcome_message: String,
+
+    /// Time a client has to complete the TLS handshake, e.g. `10s`, `500ms`.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Time in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA, a server certificate and client certificates.
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory to write the files into.
+    #[arg(long, default_value = "pki")]
+    pub dir: PathBuf,
+
+    /// Host name of the server certificate (also valid: localhost, 127.0.0.1, ::1).
+    #[arg(long, default_value = "api.flaskmtlsauth.com")]
+    pub domain: String,
+
+    /// A client certificate to issue, with this common name; repeatable.
+    /// The first is written as client.crt/client.key when named `client`,
+    /// every other as NAME.crt/NAME.key. [default: client]
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
+
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write e.g. 10s, 500ms or 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!(
+            "`{text}` has an unknown unit `{unit}`; use ms, s or m"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,141 @@
+//! The one boundary from command-line arguments to validated runtime settings.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::cli::ServeArgs;
+
+/// Whether and how the server asks clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthMode {
+    /// No certificate is requested.
+    Off,
+    /// A certificate is requested; a client without one is still served.
+    Optional,
+    /// The handshake fails without a valid client certificate.
+    Required,
+}
+
+impl ClientAuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMode::Off => "off",
+            ClientAuthMode::Optional => "optional",
+            ClientAuthMode::Required => "required",
+        }
+    }
+}
+
+impl fmt::Display for ClientAuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "MTLS_ENABLED has the value `{0}`; use true or false (or set CLIENT_AUTH=off|optional|required)"
+    )]
+    InvalidMtlsEnabled(String),
+}
+
+/// Everything `mtls serve` needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_auth: ClientAuthMode,
+    pub client_ca: PathBuf,
+    pub welcome_message: String,
+    pub handshake_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeConfig {
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let client_auth = resolve_client_auth(args.client_auth, args.mtls_enabled.as_deref())?;
+        Ok(ServeConfig {
+            listen: args.listen,
+            cert: args.cert,
+            key: args.key,
+            client_auth,
+            client_ca: args.client_ca,
+            welcome_message: args.welcome_message,
+            handshake_timeout: args.handshake_timeout,
+            shutdown_timeout: args.shutdown_timeout,
+        })
+    }
+
+    /// Settings for a server with the seed's defaults, rooted in `pki_dir`.
+    pub fn with_pki_dir(pki_dir: &std::path::Path, client_auth: ClientAuthMode) -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert: pki_dir.join("server.crt"),
+            key: pki_dir.join("server.key"),
+            client_auth,
+            client_ca: pki_dir.join("ca.crt"),
+            welcome_message: "Welcome to the mTLS Flask App!".to_owned(),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An explicit `CLIENT_AUTH` wins; `MTLS_ENABLED` is the seed's on/off
+/// shorthand; without either, client auth is off (as in the seed's `.env`).
+fn resolve_client_auth(
+    explicit: Option<ClientAuthMode>,
+    mtls_enabled: Option<&str>,
+) -> Result<ClientAuthMode, ConfigError> {
+    if let Some(mode) = explicit {
+        return Ok(mode);
+    }
+    let Some(value) = mtls_enabled else {
+        return Ok(ClientAuthMode::Off);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(ClientAuthMode::Required),
+        "false" | "0" | "no" | "off" | "" => Ok(ClientAuthMode::Off),
+        _ => Err(ConfigError::InvalidMtlsEnabled(value.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_client_auth_wins_over_mtls_enabled() {
+        let mode = resolve_client_auth(Some(ClientAuthMode::Optional), Some("true")).unwrap();
+        assert_eq!(mode, ClientAuthMode::Optional);
+    }
+
+    #[test]
+    fn mtls_enabled_is_a_shorthand() {
+        assert_eq!(
+            resolve_client_auth(None, Some("true")).unwrap(),
+            ClientAuthMode::Required
+        );
+        assert_eq!(
+            resolve_client_auth(None, Some("TRUE")).unwrap(),
+            ClientAuthMode::Required
+        );
+        assert_eq!(
+            resolve_client_auth(None, Some("false")).unwrap(),
+            ClientAuthMode::Off
+        );
+        assert_eq!(resolve_client_auth(None, None).unwrap(), ClientAuthMode::Off);
+    }
+
+    #[test]
+    fn a_wrong_mtls_enabled_is_an_error_naming_the_variable() {
+        let err = resolve_client_auth(None, Some("maybe")).unwrap_err();
+        assert!(err.to_string().contains("MTLS_ENABLED has the value `maybe`"));
+    }
+}

@@ -1,0 +1,100 @@
+//! What a completed handshake proved about the client, captured once per
+//! connection and shared by every request on it.
+
+use std::net::SocketAddr;
+
+use rustls::ServerConnection;
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+
+use crate::cert::CertSummary;
+
+/// The client's certificate identity.
+#[derive(Debug, Clone)]
+pub enum PeerIdentity {
+    /// No certificate was presented (client auth off, or optional and none sent).
+    None,
+    /// A chain that the client verifier accepted, leaf first.
+    Verified(VerifiedClient),
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifiedClient {
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The decoded leaf; `None` only if x509-parser cannot read a
+    /// certificate that webpki accepted.
+    pub leaf: Option<CertSummary>,
+}
+
+impl PeerIdentity {
+    /// The client certificate's common name, for logs; `-` when there is none.
+    pub fn log_name(&self) -> &str {
+        match self {
+            PeerIdentity::Verified(VerifiedClient {
+                leaf: Some(summary),
+                ..
+            }) => summary.common_name.as_deref().unwrap_or("-"),
+            PeerIdentity::Verified(_) => "?",
+            PeerIdentity::None => "-",
+        }
+    }
+}
+
+/// Facts about the negotiated TLS session.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TlsFacts {
+    pub version: String,
+    pub cipher_suite: String,
+    pub alpn: Option<String>,
+    pub sni: Option<String>,
+}
+
+/// Everything a request handler may know about its connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub remote_addr: SocketAddr,
+    pub tls: TlsFacts,
+    pub peer: PeerIdentity,
+}
+
+impl ConnectionInfo {
+    /// Reads the facts from a connection whose handshake has completed. Any
+    /// peer certificate present here was accepted by the client verifier.
+    pub fn from_handshake(remote_addr: SocketAddr, conn: &ServerConnection) -> Self {
+        let peer = match conn.peer_certificates() {
+            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(VerifiedClient {
+                leaf: CertSummary::from_der(&chain[0]).ok(),
+                chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+            }),
+            _ => PeerIdentity::None,
+        };
+        let tls = TlsFacts {
+            version: conn
+                .protocol_version()
+                .map(|v| protocol_name(v).to_owned())
+                .unwrap_or_default(),
+            cipher_suite: conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("")
+                .to_owned(),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            sni: conn.server_name().map(str::to_owned),
+        };
+        ConnectionInfo {
+            remote_addr,
+            tls,
+            peer,
+        }
+    }
+}
+
+fn protocol_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,12 @@
+//! mtls: an HTTPS server that authenticates clients by certificate, and the
+//! tools around it. The binary, the tests and the benchmarks share this library.
+
+pub mod cert;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod logging;
+pub mod pki;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,233 @@
+//! The accept loop: TLS handshake under a timeout, one task per connection,
+//! HTTP/1.1 and h2 on the same port, graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::{ClientAuthMode, ServeConfig};
+use crate::http::{Body, Routes};
+use crate::identity::ConnectionInfo;
+use crate::tls::{self, TlsConfigError};
+
+/// Time a client has to send a complete request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    #[error("cannot listen on {addr} (--listen / LISTEN): {cause}; {hint}")]
+    Bind {
+        addr: SocketAddr,
+        cause: io::Error,
+        hint: &'static str,
+    },
+}
+
+/// A server whose configuration is validated and whose socket is bound.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    config: ServeConfig,
+}
+
+/// What every connection task needs.
+struct Shared {
+    acceptor: TlsAcceptor,
+    http: auto::Builder<TokioExecutor>,
+    routes: Routes,
+    handshake_timeout: Duration,
+}
+
+impl Server {
+    /// Loads and checks all TLS material, then binds the listening socket, so
+    /// every configuration error surfaces before the first connection.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        let tls_config = tls::server_config(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|cause| bind_error(config.listen, cause))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|cause| bind_error(config.listen, cause))?;
+
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        // Without a timer hyper silently skips the header-read timeout.
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        http.http2().timer(TokioTimer::new());
+
+        let shared = Arc::new(Shared {
+            acceptor: TlsAcceptor::from(tls_config),
+            http,
+            routes: Routes::new(&config.welcome_message),
+            handshake_timeout: config.handshake_timeout,
+        });
+        Ok(Server {
+            listener,
+            local_addr,
+            shared,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives
+    /// in-flight requests up to the shutdown timeout to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        log_startup(&self.config, self.local_addr);
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let shared = self.shared.clone();
+                        tokio::spawn(serve_connection(shared, tcp, peer, graceful.watcher()));
+                    }
+                    Err(err) => {
+                        // Typically EMFILE; back off instead of spinning, keep serving.
+                        warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        let timeout = self.config.shutdown_timeout;
+        info!(
+            connections = graceful.count(),
+            "shutting down: no new connections; waiting up to {}s for in-flight requests",
+            timeout.as_secs_f32()
+        );
+        tokio::select! {
+            () = graceful.shutdown() => info!("all connections closed; bye"),
+            () = tokio::time::sleep(timeout) => warn!("shutdown timeout reached; closing the remaining connections"),
+        }
+    }
+}
+
+fn log_startup(config: &ServeConfig, addr: SocketAddr) {
+    info!("listening on https://{addr}");
+    let ca = config.client_ca.display();
+    match config.client_auth {
+        ClientAuthMode::Required => {
+            info!("mTLS is enabled (client certificates required; trusted CAs: {ca})")
+        }
+        ClientAuthMode::Optional => info!(
+            "mTLS is optional (client certificates requested and verified when presented; trusted CAs: {ca})"
+        ),
+        ClientAuthMode::Off => info!("client auth is disabled"),
+    }
+}
+
+fn bind_error(addr: SocketAddr, cause: io::Error) -> ServeError {
+    let hint = match cause.kind() {
+        io::ErrorKind::AddrInUse => {
+            "another process is listening there; stop it or pick another port with --listen"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023 with --listen"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; use 0.0.0.0 for all IPv4 addresses or 127.0.0.1 for loopback"
+        }
+        _ => "check the address given with --listen",
+    };
+    ServeError::Bind { addr, cause, hint }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp));
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            info!(peer = %peer, reason = %handshake_failure(&err), "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            info!(
+                peer = %peer,
+                "TLS handshake timed out after {}s",
+                shared.handshake_timeout.as_secs_f32()
+            );
+            return;
+        }
+    };
+    let conn_info = Arc::new(ConnectionInfo::from_handshake(peer, stream.get_ref().1));
+    debug!(
+        peer = %peer,
+        client_cn = ?conn_info.peer.log_name(),
+        tls_version = %conn_info.tls.version,
+        cipher_suite = %conn_info.tls.cipher_suite,
+        alpn = ?conn_info.tls.alpn,
+        sni = ?conn_info.tls.sni,
+        "TLS handshake complete"
+    );
+
+    let service_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let response = respond(&service_shared.routes, &req, &conn_info);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let conn = shared
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(conn.into_owned()).await {
+        debug!(peer = %peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Answers one request and writes its access-log line.
+fn respond<B>(routes: &Routes, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
+    let started = Instant::now();
+    let response = routes.handle(req, conn);
+    info!(
+        target: "mtls::access",
+        peer = %conn.remote_addr,
+        client_cn = ?conn.peer.log_name(),
+        method = %req.method(),
+        path = ?req.uri().path(),
+        version = ?req.version(),
+        status = response.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// The rustls reason behind a failed handshake, when there is one.
+fn handshake_failure(err: &io::Error) -> String {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls_error) => tls_error.to_string(),
+        None => err.to_string(),
+    }
+}
