@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::ClientAuthMode;
 
 #[derive(Debug, Parser)]
-#[command(name = "mtls", version, about = "An HTTPS server that authenticates clients by certificate (mutual TLS), and the tools to make client certificates work.")]
+#[command(
+    name = "mtls",
+    version,
+    about = "An HTTPS server that authenticates clients by certificate (mutual TLS), and the tools to make client certificates work."
+)]
 pub struct Cli {
     /// Read settings from this dotenv file instead of `./.env`.
     /// Variables already set in the environment win over the file.

@@ -130,12 +130,18 @@ mod tests {
             resolve_client_auth(None, Some("false")).unwrap(),
             ClientAuthMode::Off
         );
-        assert_eq!(resolve_client_auth(None, None).unwrap(), ClientAuthMode::Off);
+        assert_eq!(
+            resolve_client_auth(None, None).unwrap(),
+            ClientAuthMode::Off
+        );
     }
 
     #[test]
     fn a_wrong_mtls_enabled_is_an_error_naming_the_variable() {
         let err = resolve_client_auth(None, Some("maybe")).unwrap_err();
-        assert!(err.to_string().contains("MTLS_ENABLED has the value `maybe`"));
+        assert!(
+            err.to_string()
+                .contains("MTLS_ENABLED has the value `maybe`")
+        );
     }
 }

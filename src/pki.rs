@@ -8,8 +8,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -24,6 +24,8 @@ const LEAF_VALIDITY_DAYS: i64 = 365;
 pub enum PkiError {
     #[error("cannot generate certificate for `{name}`: {cause}")]
     Generate { name: String, cause: rcgen::Error },
+    #[error("cannot load the CA certificate and key: {cause}")]
+    LoadCa { cause: rcgen::Error },
     #[error("`{name}` is not a valid name for a certificate: {cause}")]
     InvalidName { name: String, cause: rcgen::Error },
     #[error(
@@ -130,6 +132,17 @@ impl Authority {
         Ok(Authority {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// An existing CA from its PEM certificate and PKCS#8 key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let load = |cause| PkiError::LoadCa { cause };
+        let key = KeyPair::from_pem(key_pem).map_err(load)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(load)?;
+        Ok(Authority {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
         })
     }
 
@@ -255,7 +268,10 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
                 key_pem: ca.key_pem(),
             },
         ),
-        ("server".to_owned(), ca.issue(&LeafSpec::server(&options.domain))?),
+        (
+            "server".to_owned(),
+            ca.issue(&LeafSpec::server(&options.domain))?,
+        ),
     ];
     for name in &clients {
         bundles.push((name.clone(), ca.issue(&LeafSpec::client(name))?));
@@ -293,7 +309,12 @@ fn is_file_safe(name: &str) -> bool {
 
 /// Writes a file created with `mode` from the start, so a private key is
 /// never readable by others, not even for a moment.
-pub fn write_file(path: &Path, contents: &[u8], mode: u32, overwrite: bool) -> Result<(), PkiError> {
+pub fn write_file(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<(), PkiError> {
     let wrap = |cause| PkiError::Write {
         path: path.to_owned(),
         cause,

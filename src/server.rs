@@ -156,12 +156,7 @@ fn bind_error(addr: SocketAddr, cause: io::Error) -> ServeError {
     ServeError::Bind { addr, cause, hint }
 }
 
-async fn serve_connection(
-    shared: Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    watcher: Watcher,
-) {
+async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp));
     let stream = match handshake.await {

@@ -94,7 +94,11 @@ fn decode_string(attr: &AttributeTypeAndValue<'_>) -> Option<String> {
             let units = data
                 .chunks(2)
                 .map(|pair| u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-            Some(char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')).collect())
+            Some(
+                char::decode_utf16(units)
+                    .map(|c| c.unwrap_or('\u{FFFD}'))
+                    .collect(),
+            )
         }
         Tag::UniversalString => Some(
             data.chunks(4)

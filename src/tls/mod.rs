@@ -102,13 +102,11 @@ pub fn load_client_roots(path: &Path) -> Result<RootCertStore, TlsConfigError> {
         .into_iter()
         .enumerate()
     {
-        roots
-            .add(cert)
-            .map_err(|err| TlsConfigError::BadClientCa {
-                path: path.to_owned(),
-                index: index + 1,
-                detail: err.to_string(),
-            })?;
+        roots.add(cert).map_err(|err| TlsConfigError::BadClientCa {
+            path: path.to_owned(),
+            index: index + 1,
+            detail: err.to_string(),
+        })?;
     }
     Ok(roots)
 }

@@ -1,0 +1,322 @@
+//! Test harness: a PKI in a temporary directory, the real server on
+//! 127.0.0.1:0, and real TLS clients (rustls + hyper, or the system curl).
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Request, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mtls::config::{ClientAuthMode, ServeConfig};
+use mtls::pki::{self, Authority, Issued, LeafSpec, Validity};
+use mtls::server::Server;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_rustls::TlsConnector;
+
+pub const DOMAIN: &str = "api.flaskmtlsauth.com";
+
+/// The dev PKI of `mtls pki init` plus certificates that must be rejected.
+pub struct TestPki {
+    pub dir: TempDir,
+    pub other_ca_client: Issued,
+    pub expired_client: Issued,
+    pub server_auth_only_client: Issued,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        pki::init(&pki::InitOptions {
+            dir: dir.path().to_owned(),
+            domain: DOMAIN.to_owned(),
+            clients: Vec::new(),
+            force: false,
+        })
+        .expect("pki init");
+
+        let ca = authority_from(dir.path());
+        let expired = LeafSpec {
+            validity: Validity {
+                not_before: time::OffsetDateTime::now_utc() - time::Duration::days(30),
+                not_after: time::OffsetDateTime::now_utc() - time::Duration::days(1),
+            },
+            ..LeafSpec::client("expired")
+        };
+        let server_auth_only = LeafSpec {
+            extended_key_usages: vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+            ..LeafSpec::client("server-auth-only")
+        };
+        let other_ca = Authority::generate("some other CA").expect("other CA");
+        TestPki {
+            other_ca_client: other_ca.issue(&LeafSpec::client("stranger")).unwrap(),
+            expired_client: ca.issue(&expired).unwrap(),
+            server_auth_only_client: ca.issue(&server_auth_only).unwrap(),
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config(&self, mode: ClientAuthMode) -> ServeConfig {
+        ServeConfig::with_pki_dir(self.dir.path(), mode)
+    }
+
+    /// The default client identity (`client.crt` / `client.key`).
+    pub fn client(&self) -> Issued {
+        Issued {
+            cert_pem: std::fs::read_to_string(self.path("client.crt")).unwrap(),
+            key_pem: std::fs::read_to_string(self.path("client.key")).unwrap(),
+        }
+    }
+
+    /// Writes an identity to files, for clients that need paths (curl).
+    pub fn write(&self, stem: &str, issued: &Issued) -> (PathBuf, PathBuf) {
+        let cert = self.path(&format!("{stem}.crt"));
+        let key = self.path(&format!("{stem}.key"));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
+/// Re-creates an issuer from the CA files `pki init` wrote.
+pub fn authority_from(dir: &Path) -> Authority {
+    let cert = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    let key = std::fs::read_to_string(dir.join("ca.key")).unwrap();
+    Authority::from_pem(&cert, &key).expect("load CA")
+}
+
+/// The real server, running on 127.0.0.1:0 until dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(config: ServeConfig) -> Self {
+        let server = Server::bind(config).await.expect("server binds");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting, lets connections finish, and waits for the server.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A rustls client configuration trusting the test CA.
+pub struct ClientOptions {
+    pub ca_pem: String,
+    pub identity: Option<Issued>,
+    pub alpn: Vec<Vec<u8>>,
+    pub server_name: String,
+}
+
+impl ClientOptions {
+    pub fn new(pki: &TestPki) -> Self {
+        ClientOptions {
+            ca_pem: std::fs::read_to_string(pki.path("ca.crt")).unwrap(),
+            identity: None,
+            alpn: vec![b"http/1.1".to_vec()],
+            server_name: DOMAIN.to_owned(),
+        }
+    }
+
+    pub fn identity(mut self, issued: Issued) -> Self {
+        self.identity = Some(issued);
+        self
+    }
+
+    pub fn alpn_h2(mut self) -> Self {
+        self.alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        self
+    }
+
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.server_name = name.to_owned();
+        self
+    }
+
+    fn rustls_config(&self) -> ClientConfig {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let builder = ClientConfig::builder_with_provider(mtls::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            Some(issued) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = self.alpn.clone();
+        config
+    }
+}
+
+/// What a client saw: the response, or the error that ended the exchange.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+}
+
+/// One GET over a fresh TLS connection. Errors keep their source chain, so
+/// tests can find the rustls error (and the TLS alert) inside.
+pub async fn get(
+    addr: SocketAddr,
+    options: &ClientOptions,
+    path: &str,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    request(addr, options, "GET", path).await
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    options: &ClientOptions,
+    method: &str,
+    path: &str,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    let connector = TlsConnector::from(Arc::new(options.rustls_config()));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(options.server_name.clone())?;
+    let tls = connector.connect(name, tcp).await?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("https://{}{path}", options.server_name))
+        .body(Empty::<Bytes>::new())?;
+    let response = if h2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(conn);
+        sender.send_request(request).await?
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        let mut request = request;
+        *request.uri_mut() = path.parse()?;
+        request
+            .headers_mut()
+            .insert(hyper::header::HOST, options.server_name.parse()?);
+        sender.send_request(request).await?
+    };
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        version,
+        headers,
+        body: String::from_utf8(body.to_vec())?,
+    })
+}
+
+/// The rustls error somewhere in an error's source chain.
+pub fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = current {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// The alert the server sent, found in a failed exchange.
+pub fn received_alert(
+    result: &Result<Answer, Box<dyn std::error::Error + Send + Sync>>,
+) -> Option<rustls::AlertDescription> {
+    let err = result.as_ref().err()?;
+    match rustls_error(err.as_ref())? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// The system curl, or `None` (and a note in the test output) when absent.
+pub fn system_curl() -> Option<PathBuf> {
+    let found = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if found {
+        Some(PathBuf::from("curl"))
+    } else {
+        eprintln!("SKIPPED: curl is not installed; the curl part of this test did not run");
+        None
+    }
+}
+
+/// The system openssl, or `None` (and a note in the test output) when absent.
+pub fn system_openssl() -> Option<PathBuf> {
+    let found = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if found {
+        Some(PathBuf::from("openssl"))
+    } else {
+        eprintln!("SKIPPED: openssl is not installed; this test did not run");
+        None
+    }
+}
