@@ -13,6 +13,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -24,6 +25,9 @@ use crate::tls::{self, TlsConfigError};
 
 /// Time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long, and how much, a rejected client is read from before closing.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -158,11 +162,12 @@ fn bind_error(addr: SocketAddr, cause: io::Error) -> ServeError {
 
 async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
     let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp));
-    let stream = match handshake.await {
+    let accept = shared.acceptor.accept(tcp).into_fallible();
+    let stream = match tokio::time::timeout(shared.handshake_timeout, accept).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(err)) => {
+        Ok(Err((err, tcp))) => {
             info!(peer = %peer, reason = %handshake_failure(&err), "TLS handshake failed");
+            linger_close(tcp).await;
             return;
         }
         Err(_) => {
@@ -196,6 +201,28 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     if let Err(err) = watcher.watch(conn.into_owned()).await {
         debug!(peer = %peer, error = %err, "connection ended with an error");
     }
+}
+
+/// Closes a connection whose handshake failed so that the alert rustls
+/// already sent reaches the client. Closing with unread data (a TLS 1.3
+/// client sends its request before it learns of the rejection) would make
+/// the kernel send a reset that can destroy the alert in flight, and the
+/// client would see "connection reset" instead of the reason.
+async fn linger_close(mut tcp: TcpStream) {
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut drained = 0usize;
+        while drained < LINGER_MAX_BYTES {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
 /// Answers one request and writes its access-log line.

@@ -320,3 +320,111 @@ pub fn system_openssl() -> Option<PathBuf> {
         None
     }
 }
+
+/// Environment variables `mtls` reads; cleared so the developer's own
+/// environment cannot change what a test sees.
+const MTLS_VARIABLES: [&str; 12] = [
+    "LISTEN",
+    "SERVER_CERT",
+    "SERVER_KEY",
+    "CLIENT_AUTH",
+    "MTLS_ENABLED",
+    "CLIENT_CA",
+    "WELCOME_MESSAGE",
+    "HANDSHAKE_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "ENV_FILE",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+
+/// The `mtls` binary, run in `dir` with a clean mtls environment.
+pub fn mtls_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtls"));
+    command.current_dir(dir);
+    for name in MTLS_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// `mtls serve` as a child process, with its log lines collected.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl ServeProcess {
+    /// Starts `command` (an `mtls serve` with `--listen 127.0.0.1:0`) and
+    /// waits for its "listening on" line; panics with the log if it exits.
+    pub fn start(mut command: Command) -> Self {
+        use std::io::BufRead;
+        command
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let mut child = command.spawn().expect("spawn mtls");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = ServeProcess {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            lines,
+            log: Vec::new(),
+        };
+        let line = process.wait_for("listening on https://");
+        let addr = line.rsplit("https://").next().unwrap().trim();
+        process.addr = addr.parse().expect("address in the listening line");
+        process
+    }
+
+    /// The next log line containing `needle`, within 10 seconds.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        (status, std::mem::take(&mut self.log))
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,412 @@
+//! The `mtls` binary as users run it: configuration errors, `.env`,
+//! start-up lines, graceful shutdown and `mtls pki init`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use common::{ClientOptions, ServeProcess, TestPki, mtls_command, received_alert};
+use rustls::AlertDescription;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `mtls serve` in the PKI directory with extra arguments; it must fail.
+fn serve_fails(pki: &TestPki, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut command = mtls_command(pki.dir.path());
+    command.arg("serve").args(args).env("LISTEN", "127.0.0.1:0");
+    // The PKI's files are at the top of its directory, not under pki/.
+    command
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key")
+        .env("CLIENT_CA", "ca.crt");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn a_missing_certificate_file_names_the_file_the_flag_and_the_fix() {
+    let pki = TestPki::new();
+    let err = serve_fails(&pki, &["--cert", "nope.crt"], &[]);
+    assert!(
+        err.contains("cannot read server certificate (--cert / SERVER_CERT) `nope.crt`"),
+        "{err}"
+    );
+    assert!(err.contains("mtls pki init"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+}
+
+#[test]
+fn a_file_without_a_certificate_is_refused() {
+    let pki = TestPki::new();
+    std::fs::write(pki.path("empty.crt"), "just text\n").unwrap();
+    let err = serve_fails(&pki, &["--cert", "empty.crt"], &[]);
+    assert!(
+        err.contains("`empty.crt` holds no `BEGIN CERTIFICATE` block"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_refused() {
+    let pki = TestPki::new();
+    let err = serve_fails(&pki, &["--key", "client.key"], &[]);
+    assert!(
+        err.contains("server private key `client.key` does not match the certificate `server.crt`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_key_file_without_a_key_is_refused() {
+    let pki = TestPki::new();
+    let err = serve_fails(&pki, &["--key", "server.crt"], &[]);
+    assert!(err.contains("holds no private key"), "{err}");
+}
+
+#[test]
+fn an_unknown_mode_is_refused() {
+    let pki = TestPki::new();
+    let err = serve_fails(&pki, &["--client-auth", "sometimes"], &[]);
+    assert!(err.contains("invalid value 'sometimes'"), "{err}");
+    assert!(err.contains("off, optional, required"), "{err}");
+
+    let err = serve_fails(&pki, &[], &[("CLIENT_AUTH", "maybe")]);
+    assert!(err.contains("invalid value 'maybe'"), "{err}");
+
+    let err = serve_fails(&pki, &[], &[("MTLS_ENABLED", "perhaps")]);
+    assert!(
+        err.contains("MTLS_ENABLED has the value `perhaps`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_client_ca_is_refused_when_client_auth_is_on() {
+    let pki = TestPki::new();
+    let err = serve_fails(
+        &pki,
+        &["--client-auth", "required", "--client-ca", "missing-ca.crt"],
+        &[],
+    );
+    assert!(
+        err.contains("client CA bundle (--client-ca / CLIENT_CA) `missing-ca.crt`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let pki = TestPki::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = serve_fails(&pki, &["--listen", &addr], &[]);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (--listen / LISTEN)")),
+        "{err}"
+    );
+    assert!(err.contains("another process is listening there"), "{err}");
+}
+
+#[test]
+fn a_missing_env_file_is_refused() {
+    let pki = TestPki::new();
+    let err = serve_fails(&pki, &["--env-file", "missing.env"], &[]);
+    assert!(
+        err.contains("cannot load the env file `missing.env`"),
+        "{err}"
+    );
+}
+
+/// Writes the PKI under `pki/` as `./run.sh` would, with a `.env`.
+fn seed_layout(pki: &TestPki, env_file: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("pki")).unwrap();
+    for name in [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        std::fs::copy(pki.path(name), root.path().join("pki").join(name)).unwrap();
+    }
+    std::fs::write(root.path().join(".env"), env_file).unwrap();
+    root
+}
+
+#[tokio::test]
+async fn dotenv_enables_mtls_and_sigterm_exits_cleanly() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "# comment\nMTLS_ENABLED=true\n");
+    let mut command = mtls_command(root.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut server = ServeProcess::start(command);
+    server.wait_for("mTLS is enabled (client certificates required; trusted CAs: pki/ca.crt)");
+
+    let anonymous = common::get(server.addr, &ClientOptions::new(&pki), "/").await;
+    assert_eq!(
+        received_alert(&anonymous),
+        Some(AlertDescription::CertificateRequired)
+    );
+    let with_cert = ClientOptions::new(&pki).identity(pki.client());
+    let answer = common::get(server.addr, &with_cert, "/").await.unwrap();
+    assert_eq!(answer.status, 200);
+    server.wait_for("TLS handshake failed");
+    let access = server.wait_for("mtls::access");
+    for field in [
+        "client_cn=\"client\"",
+        "method=GET",
+        "path=\"/\"",
+        "status=200",
+        "duration_us=",
+    ] {
+        assert!(
+            access.contains(field),
+            "access line lacks {field}: {access}"
+        );
+    }
+
+    let (status, log) = server.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{}", log.join("\n"));
+    assert!(
+        log.iter().any(|l| l.contains("received SIGTERM")),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_commented_seed_line_leaves_client_auth_off() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "#MTLS_ENABLED=true\n");
+    let mut command = mtls_command(root.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut server = ServeProcess::start(command);
+    server.wait_for("client auth is disabled");
+    let answer = common::get(server.addr, &ClientOptions::new(&pki), "/")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn flags_beat_the_environment_which_beats_dotenv() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "MTLS_ENABLED=true\nCLIENT_AUTH=required\n");
+
+    // The environment's CLIENT_AUTH wins over the file's.
+    let mut command = mtls_command(root.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CLIENT_AUTH", "optional");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("mTLS is optional");
+    drop(server);
+
+    // A flag wins over both.
+    let mut command = mtls_command(root.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--client-auth", "off"])
+        .env("CLIENT_AUTH", "optional");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("client auth is disabled");
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_promptly() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "");
+    let mut command = mtls_command(root.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = ServeProcess::start(command);
+
+    // An idle HTTP/1.1 keep-alive connection must not hold shutdown for 30 s.
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(mtls::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnyServer))
+            .with_no_client_auth(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let started = std::time::Instant::now();
+    let (status, _) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server closed the idle connection.
+    let n = tls.read(&mut buf).await.unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+/// Only for the shutdown test, which is about connections, not trust.
+#[derive(Debug)]
+struct AcceptAnyServer;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        mtls::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[test]
+fn pki_init_writes_private_keys_0600_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |extra: &[&str]| {
+        mtls_command(dir.path())
+            .args(["pki", "init", "--client", "client", "--client", "alice"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = init(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    for name in ["ca", "server", "client", "alice"] {
+        let key = dir.path().join("pki").join(format!("{name}.key"));
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", key.display());
+        assert!(dir.path().join("pki").join(format!("{name}.crt")).is_file());
+    }
+    let before = std::fs::read(dir.path().join("pki/ca.crt")).unwrap();
+
+    let again = init(&[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("refusing to overwrite existing files"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("--force"));
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/ca.crt")).unwrap(),
+        before
+    );
+
+    // --force replaces, and a key made world-readable meanwhile is 0600 again.
+    let key = dir.path().join("pki/ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let forced = init(&["--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_ne!(
+        std::fs::read(dir.path().join("pki/ca.crt")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn pki_init_certificates_have_the_promised_extensions() {
+    let Some(openssl) = common::system_openssl() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let text = |name: &str| {
+        let out = std::process::Command::new(&openssl)
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(pki.path(name))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ca = text("ca.crt");
+    assert!(ca.contains("CA:TRUE"), "{ca}");
+    assert!(ca.contains("Certificate Sign, CRL Sign"), "{ca}");
+    assert!(ca.contains("ASN1 OID: prime256v1"), "{ca}");
+    let server = text("server.crt");
+    assert!(server.contains("TLS Web Server Authentication"), "{server}");
+    assert!(
+        server.contains("DNS:api.flaskmtlsauth.com, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1"),
+        "{server}"
+    );
+    let client = text("client.crt");
+    assert!(client.contains("Subject: CN = client"), "{client}");
+    assert!(client.contains("TLS Web Client Authentication"), "{client}");
+
+    // The chain verifies with OpenSSL for each purpose.
+    for (cert, purpose) in [("server.crt", "sslserver"), ("client.crt", "sslclient")] {
+        let out = std::process::Command::new(&openssl)
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(pki.path("ca.crt"))
+            .arg(pki.path(cert))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cert}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn pki_init_refuses_client_names_that_would_clobber_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["server", "ca", "../evil", ".hidden"] {
+        let out = mtls_command(dir.path())
+            .args(["pki", "init", "--client", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("is not a usable client name"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!dir.path().join("pki").exists());
+}
