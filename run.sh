@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 cargo build --release --locked --quiet
-bin=target/release/mtls
+bin="${CARGO_TARGET_DIR:-target}/release/mtls"
 
 if [ ! -f pki/ca.crt ]; then
     "$bin" pki init

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked --quiet
-exec target/release/mtls pki init "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/mtls" pki init "$@"
