@@ -105,9 +105,8 @@ pub struct PkiInitArgs {
     #[arg(long, default_value = "api.flaskmtlsauth.com")]
     pub domain: String,
 
-    /// A client certificate to issue, with this common name; repeatable.
-    /// The first is written as client.crt/client.key when named `client`,
-    /// every other as NAME.crt/NAME.key. [default: client]
+    /// A client certificate to issue with this common name, written as
+    /// NAME.crt and NAME.key; repeatable. [default: client]
     #[arg(long = "client", value_name = "NAME")]
     pub clients: Vec<String>,
 

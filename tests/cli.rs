@@ -219,6 +219,25 @@ async fn flags_beat_the_environment_which_beats_dotenv() {
 }
 
 #[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "");
+    let mut command = mtls_command(root.path());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let mut server = ServeProcess::start(command);
+    let _ = common::get(server.addr, &ClientOptions::new(&pki), "/nope")
+        .await
+        .unwrap();
+    let access = server.wait_for("\"target\":\"mtls::access\"");
+    let line: serde_json::Value = serde_json::from_str(&access).expect(&access);
+    assert_eq!(line["fields"]["status"], 404);
+    assert_eq!(line["fields"]["path"], "\"/nope\"");
+    assert_eq!(line["fields"]["client_cn"], "\"-\"");
+    let startup = server.wait_for("client auth is disabled");
+    serde_json::from_str::<serde_json::Value>(&startup).expect(&startup);
+}
+
+#[tokio::test]
 async fn shutdown_closes_idle_keep_alive_connections_promptly() {
     let pki = TestPki::new();
     let root = seed_layout(&pki, "");

@@ -382,7 +382,13 @@ impl ServeProcess {
             log: Vec::new(),
         };
         let line = process.wait_for("listening on https://");
-        let addr = line.rsplit("https://").next().unwrap().trim();
+        let addr: String = line
+            .rsplit("https://")
+            .next()
+            .unwrap()
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+            .collect();
         process.addr = addr.parse().expect("address in the listening line");
         process
     }
