@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin::DEFAULT_ADMIN_LISTEN;
 use crate::config::ClientAuthMode;
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,20 @@ pub enum Command {
     /// Create and manage a development PKI (CA, server and client certificates).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Probe a running server's admin endpoint; exit 0 when healthy, 1 when
+    /// not. Needs no shell or curl, for container health checks.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The admin address of the server to probe (0.0.0.0 is probed on 127.0.0.1).
+    #[arg(long, env = "ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: String,
+
+    /// Time to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +98,11 @@ pub struct ServeArgs {
     /// Time a client has to complete the TLS handshake, e.g. `10s`, `500ms`.
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+
+    /// Plain-HTTP admin endpoint (/healthz, /readyz) for probes, or `off`.
+    /// Keep it on a private address: it is not protected by mTLS.
+    #[arg(long, env = "ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: String,
 
     /// Time in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

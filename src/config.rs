@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::admin::parse_admin_listen;
 use crate::cli::ServeArgs;
 
 /// Whether and how the server asks clients for a certificate.
@@ -42,6 +43,8 @@ pub enum ConfigError {
         "MTLS_ENABLED has the value `{0}`; use true or false (or set CLIENT_AUTH=off|optional|required)"
     )]
     InvalidMtlsEnabled(String),
+    #[error("--admin-listen / ADMIN_LISTEN: {0}")]
+    InvalidAdminListen(String),
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -55,6 +58,8 @@ pub struct ServeConfig {
     pub welcome_message: String,
     pub handshake_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Where the plain-HTTP admin endpoint listens; `None` when off.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -69,6 +74,8 @@ impl ServeConfig {
             welcome_message: args.welcome_message,
             handshake_timeout: args.handshake_timeout,
             shutdown_timeout: args.shutdown_timeout,
+            admin_listen: parse_admin_listen(&args.admin_listen)
+                .map_err(ConfigError::InvalidAdminListen)?,
         })
     }
 
@@ -83,6 +90,7 @@ impl ServeConfig {
             welcome_message: "Welcome to the mTLS Flask App!".to_owned(),
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            admin_listen: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! mtls: an HTTPS server that authenticates clients by certificate, and the
 //! tools around it. The binary, the tests and the benchmarks share this library.
 
+pub mod admin;
 pub mod cert;
 pub mod cli;
 pub mod config;

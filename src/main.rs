@@ -4,11 +4,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use mtls::cli::{Cli, Command, PkiCommand, PkiInitArgs, ServeArgs};
+use mtls::cli::{Cli, Command, HealthArgs, PkiCommand, PkiInitArgs, ServeArgs};
 use mtls::config::ServeConfig;
 use mtls::server::Server;
-use mtls::{logging, pki};
+use mtls::{admin, logging, pki};
 
+/// Exit code when the checked thing failed.
+const EXIT_FAILED: u8 = 1;
 /// Exit code for bad usage or configuration.
 const EXIT_CONFIG: u8 = 2;
 
@@ -51,6 +53,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Pki(PkiCommand::Init(args)) => pki_init(args),
+        Command::Health(args) => health(args),
+    }
+}
+
+fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let Some(addr) = admin::parse_admin_listen(&args.admin_listen)
+        .map_err(|err| anyhow::anyhow!("--admin-listen / ADMIN_LISTEN: {err}"))?
+    else {
+        anyhow::bail!(
+            "the admin endpoint is off (ADMIN_LISTEN=off); `mtls health` probes it, so set --admin-listen to an address"
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(admin::probe(addr, args.timeout)) {
+        Ok(body) => {
+            println!("healthy: {body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            println!("unhealthy: {err}");
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::{Body, Routes};
 use crate::identity::ConnectionInfo;
@@ -33,9 +34,10 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
-    #[error("cannot listen on {addr} (--listen / LISTEN): {cause}; {hint}")]
+    #[error("cannot listen on {addr} ({flag}): {cause}; {hint}")]
     Bind {
         addr: SocketAddr,
+        flag: &'static str,
         cause: io::Error,
         hint: &'static str,
     },
@@ -45,6 +47,7 @@ pub enum ServeError {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    admin: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
     config: ServeConfig,
 }
@@ -62,12 +65,11 @@ impl Server {
     /// every configuration error surfaces before the first connection.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let tls_config = tls::server_config(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|cause| bind_error(config.listen, cause))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|cause| bind_error(config.listen, cause))?;
+        let (listener, local_addr) = bind(config.listen, "--listen / LISTEN").await?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind(addr, "--admin-listen / ADMIN_LISTEN").await?),
+            None => None,
+        };
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         // Without a timer hyper silently skips the header-read timeout.
@@ -85,6 +87,7 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
+            admin,
             shared,
             config,
         })
@@ -94,10 +97,22 @@ impl Server {
         self.local_addr
     }
 
+    /// The bound admin address, when the admin endpoint is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and gives
     /// in-flight requests up to the shutdown timeout to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         log_startup(&self.config, self.local_addr);
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some((listener, addr)) = self.admin {
+            info!("admin endpoint on http://{addr} (/healthz, /readyz)");
+            tokio::spawn(admin::serve(listener, async {
+                let _ = admin_stopped.await;
+            }));
+        }
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -117,6 +132,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        let _ = stop_admin.send(());
         let timeout = self.config.shutdown_timeout;
         info!(
             connections = graceful.count(),
@@ -144,20 +160,38 @@ fn log_startup(config: &ServeConfig, addr: SocketAddr) {
     }
 }
 
-fn bind_error(addr: SocketAddr, cause: io::Error) -> ServeError {
+async fn bind(
+    addr: SocketAddr,
+    flag: &'static str,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|cause| bind_error(addr, flag, cause))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|cause| bind_error(addr, flag, cause))?;
+    Ok((listener, local_addr))
+}
+
+fn bind_error(addr: SocketAddr, flag: &'static str, cause: io::Error) -> ServeError {
     let hint = match cause.kind() {
         io::ErrorKind::AddrInUse => {
-            "another process is listening there; stop it or pick another port with --listen"
+            "another process is listening there; stop it or pick another port"
         }
         io::ErrorKind::PermissionDenied => {
-            "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023 with --listen"
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick a port above 1023"
         }
         io::ErrorKind::AddrNotAvailable => {
             "this machine has no such address; use 0.0.0.0 for all IPv4 addresses or 127.0.0.1 for loopback"
         }
-        _ => "check the address given with --listen",
+        _ => "check the address",
     };
-    ServeError::Bind { addr, cause, hint }
+    ServeError::Bind {
+        addr,
+        flag,
+        cause,
+        hint,
+    }
 }
 
 async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {

@@ -429,3 +429,57 @@ fn pki_init_refuses_client_names_that_would_clobber_files() {
     }
     assert!(!dir.path().join("pki").exists());
 }
+
+#[test]
+fn health_probes_the_admin_endpoint_even_when_mtls_is_required() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "MTLS_ENABLED=true\n");
+    let mut command = mtls_command(root.path());
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut server = ServeProcess::start(command);
+    server.wait_for("mTLS is enabled");
+    let admin = server.admin_addr().to_string();
+
+    let probe = |addr: &str| {
+        mtls_command(root.path())
+            .args(["health", "--admin-listen", addr])
+            .output()
+            .unwrap()
+    };
+    let healthy = probe(&admin);
+    assert_eq!(healthy.status.code(), Some(0), "{}", stderr(&healthy));
+    assert_eq!(
+        String::from_utf8_lossy(&healthy.stdout),
+        "healthy: {\"status\":\"ok\"}\n"
+    );
+
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0));
+    let unhealthy = probe(&admin);
+    assert_eq!(unhealthy.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&unhealthy.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "unhealthy: cannot connect to the admin endpoint {admin}"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn health_refuses_an_admin_endpoint_that_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mtls_command(dir.path()).args(["health"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the admin endpoint is off"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -109,3 +109,34 @@ async fn curl_walkthrough_with_client_auth_required() {
         stderr(&expired)
     );
 }
+
+/// `openssl s_client` against the server; returns (success, all output).
+async fn s_client(server: &TestServer, args: &[&str]) -> (bool, String) {
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_client", "-connect", &server.addr.to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn only_tls_1_2_and_1_3_are_offered() {
+    if common::system_openssl().is_none() {
+        return;
+    }
+    let pki = TestPki::new();
+    let server = TestServer::start(pki.config(ClientAuthMode::Off)).await;
+
+    let (ok, text) = s_client(&server, &["-tls1_2"]).await;
+    assert!(ok && text.contains("New, TLSv1.2, Cipher is"), "{text}");
+    let (ok, text) = s_client(&server, &["-tls1_3"]).await;
+    assert!(ok && text.contains("New, TLSv1.3, Cipher is"), "{text}");
+    // SECLEVEL=0 makes OpenSSL 3 really send a TLS 1.1 ClientHello.
+    let (ok, text) = s_client(&server, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]).await;
+    assert!(!ok && text.contains("alert handshake failure"), "{text}");
+}

@@ -228,3 +228,17 @@ async fn the_welcome_message_is_configurable() {
         serde_json::json!({"message": "Hello \"quoted\""})
     );
 }
+
+#[tokio::test]
+async fn required_works_over_tls_1_2_too() {
+    let pki = TestPki::new();
+    let server = TestServer::start(pki.config(ClientAuthMode::Required)).await;
+
+    let options = ClientOptions::new(&pki).identity(pki.client()).tls12_only();
+    let answer = get(server.addr, &options, "/cert").await.unwrap();
+    assert_eq!(answer.json()["subject"], "CN=client");
+
+    let anonymous = ClientOptions::new(&pki).tls12_only();
+    let result = get(server.addr, &anonymous, "/").await;
+    assert!(result.is_err(), "TLS 1.2 without a certificate must fail");
+}

@@ -144,6 +144,7 @@ pub struct ClientOptions {
     pub identity: Option<Issued>,
     pub alpn: Vec<Vec<u8>>,
     pub server_name: String,
+    pub tls12_only: bool,
 }
 
 impl ClientOptions {
@@ -153,7 +154,13 @@ impl ClientOptions {
             identity: None,
             alpn: vec![b"http/1.1".to_vec()],
             server_name: DOMAIN.to_owned(),
+            tls12_only: false,
         }
+    }
+
+    pub fn tls12_only(mut self) -> Self {
+        self.tls12_only = true;
+        self
     }
 
     pub fn identity(mut self, issued: Issued) -> Self {
@@ -176,8 +183,13 @@ impl ClientOptions {
         for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = ClientConfig::builder_with_provider(mtls::tls::provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots);
         let mut config = match &self.identity {
@@ -323,7 +335,8 @@ pub fn system_openssl() -> Option<PathBuf> {
 
 /// Environment variables `mtls` reads; cleared so the developer's own
 /// environment cannot change what a test sees.
-const MTLS_VARIABLES: [&str; 12] = [
+const MTLS_VARIABLES: [&str; 13] = [
+    "ADMIN_LISTEN",
     "LISTEN",
     "SERVER_CERT",
     "SERVER_KEY",
@@ -345,7 +358,22 @@ pub fn mtls_command(dir: &Path) -> Command {
     for name in MTLS_VARIABLES {
         command.env_remove(name);
     }
+    // Tests run in parallel: the default admin port would collide.
+    command.env("ADMIN_LISTEN", "off");
     command
+}
+
+/// The socket address that follows `prefix` in a log line.
+fn address_after(line: &str, prefix: &str) -> SocketAddr {
+    let addr: String = line
+        .rsplit(prefix)
+        .next()
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    addr.parse()
+        .unwrap_or_else(|_| panic!("no address after {prefix} in {line}"))
 }
 
 /// `mtls serve` as a child process, with its log lines collected.
@@ -382,15 +410,14 @@ impl ServeProcess {
             log: Vec::new(),
         };
         let line = process.wait_for("listening on https://");
-        let addr: String = line
-            .rsplit("https://")
-            .next()
-            .unwrap()
-            .chars()
-            .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
-            .collect();
-        process.addr = addr.parse().expect("address in the listening line");
+        process.addr = address_after(&line, "https://");
         process
+    }
+
+    /// The admin endpoint's address, from its start-up line.
+    pub fn admin_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for("admin endpoint on http://");
+        address_after(&line, "http://")
     }
 
     /// The next log line containing `needle`, within 10 seconds.
