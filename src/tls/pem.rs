@@ -43,8 +43,8 @@ impl fmt::Display for FileRole {
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
     #[error(
-        "cannot read {role} `{path}`: {cause}; create a development PKI with `mtls pki init` (or ./run.sh), or point {flag} at an existing file",
-        path = .path.display(), flag = .role.flag()
+        "cannot read {role} `{path}`: {cause}; {hint}",
+        path = .path.display(), hint = unreadable_hint(.role, .cause)
     )]
     Unreadable {
         role: FileRole,
@@ -67,6 +67,19 @@ pub enum PemError {
         path = .path.display()
     )]
     NoPrivateKey { role: FileRole, path: PathBuf },
+}
+
+fn unreadable_hint(role: &FileRole, cause: &io::Error) -> String {
+    match cause.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "run mtls as the file's owner (in a container: `docker run --user $(id -u):$(id -g)`, or MTLS_UID/MTLS_GID with docker-compose) or make the file readable by the user mtls runs as ({})",
+            role.flag()
+        ),
+        _ => format!(
+            "create a development PKI with `mtls pki init` (or ./run.sh), or point {} at an existing file",
+            role.flag()
+        ),
+    }
 }
 
 /// Every certificate in a PEM file, in file order.
