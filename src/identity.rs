@@ -2,12 +2,13 @@
 //! connection and shared by every request on it.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use rustls::ServerConnection;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 
-use crate::cert::CertSummary;
+use crate::cert::{self, CertDetails};
 
 /// The client's certificate identity.
 #[derive(Debug, Clone)]
@@ -20,21 +21,41 @@ pub enum PeerIdentity {
 
 #[derive(Debug, Clone)]
 pub struct VerifiedClient {
+    /// Leaf first, as the client sent it.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's subject CN, RFC 4514 escaped.
+    pub common_name: Option<String>,
+    /// Decoded on first use: most requests never need more than the CN.
+    details: OnceLock<Option<CertDetails>>,
+}
+
+impl VerifiedClient {
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        VerifiedClient {
+            common_name: chain.first().and_then(|leaf| cert::common_name(leaf)),
+            chain,
+            details: OnceLock::new(),
+        }
+    }
+
     /// The decoded leaf; `None` only if x509-parser cannot read a
     /// certificate that webpki accepted.
-    pub leaf: Option<CertSummary>,
+    pub fn details(&self) -> Option<&CertDetails> {
+        self.details
+            .get_or_init(|| {
+                self.chain
+                    .first()
+                    .and_then(|leaf| CertDetails::from_der(leaf).ok())
+            })
+            .as_ref()
+    }
 }
 
 impl PeerIdentity {
     /// The client certificate's common name, for logs; `-` when there is none.
     pub fn log_name(&self) -> &str {
         match self {
-            PeerIdentity::Verified(VerifiedClient {
-                leaf: Some(summary),
-                ..
-            }) => summary.common_name.as_deref().unwrap_or("-"),
-            PeerIdentity::Verified(_) => "?",
+            PeerIdentity::Verified(client) => client.common_name.as_deref().unwrap_or("-"),
             PeerIdentity::None => "-",
         }
     }
@@ -62,10 +83,9 @@ impl ConnectionInfo {
     /// peer certificate present here was accepted by the client verifier.
     pub fn from_handshake(remote_addr: SocketAddr, conn: &ServerConnection) -> Self {
         let peer = match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(VerifiedClient {
-                leaf: CertSummary::from_der(&chain[0]).ok(),
-                chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
-            }),
+            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(VerifiedClient::new(
+                chain.iter().map(|c| c.clone().into_owned()).collect(),
+            )),
             _ => PeerIdentity::None,
         };
         let tls = TlsFacts {

@@ -85,7 +85,10 @@ async fn curl_walkthrough_with_client_auth_required() {
     let (body, version) = text.rsplit_once('\n').unwrap();
     assert_eq!(version, "2", "{text}");
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(json["subject"], "CN=client");
+    assert_eq!(
+        json["client_certificate"]["subject"]["rfc4514"],
+        "CN=client"
+    );
 
     let (cert, key) = pki.write("expired", &pki.expired_client);
     let expired = curl(

@@ -129,7 +129,10 @@ async fn optional_serves_both_with_and_without_a_certificate() {
     let options = ClientOptions::new(&pki).identity(pki.client());
     let answer = get(server.addr, &options, "/cert").await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.json()["subject"], "CN=client");
+    assert_eq!(
+        answer.json()["client_certificate"]["subject"]["rfc4514"],
+        "CN=client"
+    );
 
     // A presented certificate is still verified in optional mode.
     let stranger = ClientOptions::new(&pki).identity(pki.other_ca_client.clone());
@@ -145,9 +148,13 @@ async fn cert_describes_the_verified_client_certificate() {
     let options = ClientOptions::new(&pki).identity(pki.client());
     let answer = get(server.addr, &options, "/cert").await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
-    let cert = answer.json();
-    assert_eq!(cert["subject"], "CN=client");
-    assert_eq!(cert["issuer"], "CN=mtls development CA");
+    let json = answer.json();
+    let cert = &json["client_certificate"];
+    assert_eq!(cert["subject"]["rfc4514"], "CN=client");
+    assert_eq!(cert["issuer"]["rfc4514"], "CN=mtls development CA");
+    assert_eq!(json["chain"][0], *cert, "the chain starts with the leaf");
+    assert_eq!(json["tls"]["version"], "TLSv1.3");
+    assert_eq!(json["tls"]["sni"], common::DOMAIN);
     assert!(cert["not_before"].as_str().unwrap().ends_with('Z'));
     assert!(cert["not_after"].as_str().unwrap().ends_with('Z'));
 
@@ -166,14 +173,14 @@ async fn cert_describes_the_verified_client_certificate() {
             .output()
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        let serial = format!("serial={}", cert["serial"].as_str().unwrap());
+        let serial = format!("serial={}", cert["serial_hex"].as_str().unwrap());
         assert!(text.contains(&serial), "{text} lacks {serial}");
         let fingerprint = text
             .lines()
             .find_map(|l| l.strip_prefix("sha256 Fingerprint="))
             .unwrap()
             .replace(':', "");
-        assert_eq!(cert["sha256_fingerprint"], fingerprint);
+        assert_eq!(cert["fingerprints"]["sha256"], fingerprint);
     }
 }
 
@@ -185,7 +192,10 @@ async fn h2_is_negotiated_by_alpn() {
     let options = ClientOptions::new(&pki).identity(pki.client()).alpn_h2();
     let answer = get(server.addr, &options, "/cert").await.unwrap();
     assert_eq!(answer.version, Version::HTTP_2);
-    assert_eq!(answer.json()["subject"], "CN=client");
+    assert_eq!(
+        answer.json()["client_certificate"]["subject"]["rfc4514"],
+        "CN=client"
+    );
 
     let http1 = ClientOptions::new(&pki).identity(pki.client());
     let answer = get(server.addr, &http1, "/").await.unwrap();
@@ -236,7 +246,10 @@ async fn required_works_over_tls_1_2_too() {
 
     let options = ClientOptions::new(&pki).identity(pki.client()).tls12_only();
     let answer = get(server.addr, &options, "/cert").await.unwrap();
-    assert_eq!(answer.json()["subject"], "CN=client");
+    assert_eq!(
+        answer.json()["client_certificate"]["subject"]["rfc4514"],
+        "CN=client"
+    );
 
     let anonymous = ClientOptions::new(&pki).tls12_only();
     let result = get(server.addr, &anonymous, "/").await;

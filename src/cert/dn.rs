@@ -32,6 +32,22 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
     out
 }
 
+/// The attributes in certificate order as (short name, decoded value),
+/// unescaped: for sinks that escape on their own, such as JSON.
+pub fn attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
+    name.iter_attributes()
+        .map(|attr| {
+            let kind = short_name(attr.attr_type()).unwrap_or_else(|| "?".to_owned());
+            let value = decode_string(attr).unwrap_or_else(|| {
+                let mut out = String::new();
+                push_value(&mut out, attr);
+                out
+            });
+            (kind, value)
+        })
+        .collect()
+}
+
 /// The first common name, escaped like any RFC 4514 value.
 pub fn common_name(name: &X509Name<'_>) -> Option<String> {
     name.iter_common_name().next().map(|attr| {

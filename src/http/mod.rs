@@ -1,20 +1,29 @@
-//! The routes `mtls serve` answers itself.
+//! The routes `mtls serve` answers itself: JSON for programs, HTML pages for
+//! browsers.
 
+pub mod html;
+pub mod negotiate;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
-use crate::identity::{ConnectionInfo, PeerIdentity};
+use crate::cert::CertDetails;
+use crate::identity::{ConnectionInfo, PeerIdentity, TlsFacts, VerifiedClient};
+use html::Page;
 
 pub type Body = Full<Bytes>;
 
 /// Settings the routes need, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Routes {
-    welcome: Bytes,
+    welcome_message: String,
+    welcome_json: Bytes,
 }
 
 const ALLOWED_METHODS: &str = "GET, HEAD";
@@ -22,14 +31,14 @@ const ALLOWED_METHODS: &str = "GET, HEAD";
 impl Routes {
     pub fn new(welcome_message: &str) -> Self {
         Routes {
-            welcome: json_bytes(&json!({ "message": welcome_message })),
+            welcome_message: welcome_message.to_owned(),
+            welcome_json: json_bytes(&json!({ "message": welcome_message })),
         }
     }
 
     pub fn handle<B>(&self, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
         let path = req.uri().path();
-        let known = matches!(path, "/" | "/healthz" | "/cert");
-        if !known {
+        if !matches!(path, "/" | "/healthz" | "/cert" | "/headers") {
             return json_response(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found", "path": path }),
@@ -45,41 +54,212 @@ impl Routes {
                 .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
             return response;
         }
-        match path {
-            "/" => with_json_body(StatusCode::OK, self.welcome.clone()),
-            "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
-            _ => client_certificate(conn),
+        if path == "/healthz" {
+            return json_response(StatusCode::OK, &json!({ "status": "ok" }));
         }
+        let html = negotiate::prefers_html(req.headers());
+        let mut response = match (path, html) {
+            ("/", false) => with_body(
+                StatusCode::OK,
+                "application/json",
+                self.welcome_json.clone(),
+            ),
+            ("/", true) => self.welcome_page(conn),
+            ("/cert", _) => certificate(conn, html),
+            (_, _) => headers(req, conn, html),
+        };
+        response
+            .headers_mut()
+            .insert(VARY, HeaderValue::from_static("accept"));
+        response
+    }
+
+    fn welcome_page(&self, conn: &ConnectionInfo) -> Response<Body> {
+        let mut page = Page::new(&self.welcome_message);
+        match &conn.peer {
+            PeerIdentity::Verified(client) => {
+                page.status(true, "You presented a valid client certificate.");
+                if let Some(details) = client.details() {
+                    page.table(&[
+                        ("You are", details.subject.rfc4514.as_str()),
+                        ("Issued by", details.issuer.rfc4514.as_str()),
+                        ("Valid until", details.not_after.as_str()),
+                    ]);
+                }
+            }
+            PeerIdentity::None => {
+                page.paragraph(
+                    "Your browser did not present a client certificate on this connection.",
+                );
+            }
+        }
+        tls_section(&mut page, &conn.tls);
+        html_response(StatusCode::OK, &page)
     }
 }
 
-fn client_certificate(conn: &ConnectionInfo) -> Response<Body> {
-    match &conn.peer {
-        PeerIdentity::Verified(client) => match &client.leaf {
-            Some(summary) => json_response(StatusCode::OK, summary),
-            None => json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({ "error": "the verified client certificate could not be decoded" }),
-            ),
-        },
-        PeerIdentity::None => json_response(
+/// `GET /cert`: the verified client certificate, its chain and the TLS facts.
+fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
+    let PeerIdentity::Verified(client) = &conn.peer else {
+        if html {
+            let mut page = Page::new("No client certificate");
+            page.status(false, "No client certificate was presented on this connection.")
+                .paragraph("Import your .p12 bundle into the browser (or the system keychain), reload, and pick the certificate when asked.");
+            return html_response(StatusCode::NOT_FOUND, &page);
+        }
+        return json_response(
             StatusCode::NOT_FOUND,
             &json!({ "error": "no client certificate presented" }),
-        ),
+        );
+    };
+    let Some(leaf) = client.details() else {
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({ "error": "the verified client certificate could not be decoded" }),
+        );
+    };
+    let chain = chain_details(client);
+    if html {
+        let mut page = Page::new("Your client certificate");
+        page.certificate(leaf);
+        for (i, cert) in chain.iter().enumerate().skip(1) {
+            page.heading(&format!("Chain certificate {i}"))
+                .certificate(cert);
+        }
+        tls_section(&mut page, &conn.tls);
+        return html_response(StatusCode::OK, &page);
     }
+    #[derive(Serialize)]
+    struct CertView<'a> {
+        client_certificate: &'a CertDetails,
+        chain: &'a [CertDetails],
+        tls: &'a TlsFacts,
+    }
+    json_response(
+        StatusCode::OK,
+        &CertView {
+            client_certificate: leaf,
+            chain: &chain,
+            tls: &conn.tls,
+        },
+    )
+}
+
+/// `GET /headers`: the request as the server saw it, with the TLS facts and
+/// the client certificate in the forms upstream apps receive it.
+fn headers<B>(req: &Request<B>, conn: &ConnectionInfo, html: bool) -> Response<Body> {
+    let mut header_map = Map::new();
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match header_map.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                header_map.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let client = match &conn.peer {
+        PeerIdentity::Verified(client) => client.chain.first().map(|leaf| {
+            json!({
+                "pem": pem_certificate(leaf),
+                "der_base64": BASE64.encode(leaf),
+                "details": client.details(),
+            })
+        }),
+        PeerIdentity::None => None,
+    };
+    let view = json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "authority": req.uri().authority().map(|a| a.as_str()),
+        "http_version": format!("{:?}", req.version()),
+        "remote_addr": conn.remote_addr.to_string(),
+        "headers": header_map,
+        "tls": &conn.tls,
+        "client_certificate": client,
+    });
+    if !html {
+        return json_response(StatusCode::OK, &view);
+    }
+    let mut page = Page::new("Request headers");
+    page.table(&[
+        ("Method", req.method().as_str()),
+        ("Path", req.uri().path()),
+        ("HTTP version", &format!("{:?}", req.version())),
+        ("Client address", &conn.remote_addr.to_string()),
+    ]);
+    page.heading("Headers");
+    let rows: Vec<(String, String)> = header_map
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    page.table(&rows);
+    tls_section(&mut page, &conn.tls);
+    if let PeerIdentity::Verified(client) = &conn.peer {
+        if let Some(details) = client.details() {
+            page.heading("Client certificate").certificate(details);
+        }
+        if let Some(leaf) = client.chain.first() {
+            page.heading("As PEM").preformatted(&pem_certificate(leaf));
+            page.heading("As base64 DER (the X-ARR-ClientCert form)")
+                .preformatted(&BASE64.encode(leaf));
+        }
+    }
+    html_response(StatusCode::OK, &page)
+}
+
+fn chain_details(client: &VerifiedClient) -> Vec<CertDetails> {
+    client
+        .chain
+        .iter()
+        .filter_map(|der| CertDetails::from_der(der).ok())
+        .collect()
+}
+
+fn tls_section(page: &mut Page, tls: &TlsFacts) {
+    page.heading("TLS").table(&[
+        ("Version", tls.version.as_str()),
+        ("Cipher suite", tls.cipher_suite.as_str()),
+        ("ALPN", tls.alpn.as_deref().unwrap_or("-")),
+        ("SNI", tls.sni.as_deref().unwrap_or("-")),
+    ]);
+}
+
+/// A certificate as PEM text, 64 base64 characters a line.
+pub fn pem_certificate(der: &[u8]) -> String {
+    let encoded = BASE64.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// A JSON response; the body ends with a newline, as Flask's `jsonify` does.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    with_json_body(status, json_bytes(value))
+    with_body(status, "application/json", json_bytes(value))
 }
 
-fn with_json_body(status: StatusCode, body: Bytes) -> Response<Body> {
+fn html_response(status: StatusCode, page: &Page) -> Response<Body> {
+    with_body(
+        status,
+        "text/html; charset=utf-8",
+        Bytes::from(page.render()),
+    )
+}
+
+fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
