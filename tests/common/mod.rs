@@ -239,16 +239,29 @@ pub async fn request(
     method: &str,
     path: &str,
 ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    request_with_headers(addr, options, method, path, &[]).await
+}
+
+pub async fn request_with_headers(
+    addr: SocketAddr,
+    options: &ClientOptions,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
     let connector = TlsConnector::from(Arc::new(options.rustls_config()));
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(options.server_name.clone())?;
     let tls = connector.connect(name, tcp).await?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(tls);
-    let request = Request::builder()
+    let mut builder = Request::builder()
         .method(method)
-        .uri(format!("https://{}{path}", options.server_name))
-        .body(Empty::<Bytes>::new())?;
+        .uri(format!("https://{}{path}", options.server_name));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Empty::<Bytes>::new())?;
     let response = if h2 {
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
