@@ -16,7 +16,7 @@ pub enum PeerIdentity {
     /// No certificate was presented (client auth off, or optional and none sent).
     None,
     /// A chain that the client verifier accepted, leaf first.
-    Verified(VerifiedClient),
+    Verified(Box<VerifiedClient>),
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ impl ConnectionInfo {
     /// peer certificate present here was accepted by the client verifier.
     pub fn from_handshake(remote_addr: SocketAddr, conn: &ServerConnection) -> Self {
         let peer = match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(VerifiedClient::new(
+            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(Box::new(VerifiedClient::new(
                 chain.iter().map(|c| c.clone().into_owned()).collect(),
             )),
             _ => PeerIdentity::None,
