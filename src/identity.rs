@@ -83,8 +83,8 @@ impl ConnectionInfo {
     /// peer certificate present here was accepted by the client verifier.
     pub fn from_handshake(remote_addr: SocketAddr, conn: &ServerConnection) -> Self {
         let peer = match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(Box::new(VerifiedClient::new(
-                chain.iter().map(|c| c.clone().into_owned()).collect(),
+            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(Box::new(
+                VerifiedClient::new(chain.iter().map(|c| c.clone().into_owned()).collect()),
             )),
             _ => PeerIdentity::None,
         };
