@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admin::DEFAULT_ADMIN_LISTEN;
 use crate::config::ClientAuthMode;
+use crate::verify::Purpose;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +48,72 @@ pub enum Command {
     /// Probe a running server's admin endpoint; exit 0 when healthy, 1 when
     /// not. Needs no shell or curl, for container health checks.
     Health(HealthArgs),
+    /// Decode certificates: PEM, DER or PKCS#12 files, or a server's chain.
+    Inspect(InspectArgs),
+    /// Validate a certificate chain offline, exactly as `mtls serve` does.
+    /// Exit 0 valid, 1 invalid, 2 bad usage or unreadable input.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Files to decode (PEM with any number of certificates, DER, PKCS#12);
+    /// `-` reads standard input.
+    #[arg(value_name = "FILE", required_unless_present = "connect")]
+    pub files: Vec<PathBuf>,
+
+    /// Print `CertDetails` JSON (an array) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Environment variable holding the PKCS#12 password (without it, the
+    /// password is asked for on the terminal).
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// Fetch and decode the chain a server presents (not verified).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "files")]
+    pub connect: Option<String>,
+
+    /// SNI name to send with --connect (default: the host).
+    #[arg(long, value_name = "NAME", requires = "connect")]
+    pub servername: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Trusted CA certificates (PEM bundle, DER or PKCS#12).
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+
+    /// Intermediate certificates that may be used to build the chain; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub untrusted: Vec<PathBuf>,
+
+    /// Certificate revocation lists (PEM or DER); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+
+    /// What the certificate must be valid for.
+    #[arg(long, value_enum, default_value_t = Purpose::Client)]
+    pub purpose: Purpose,
+
+    /// For --purpose server: the host name (or IP) it must be valid for.
+    #[arg(long, value_name = "NAME")]
+    pub dns_name: Option<String>,
+
+    /// Validate at this time (RFC 3339, e.g. 2030-01-01T00:00:00Z) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// Environment variable holding a PKCS#12 password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// The certificate to check; further certificates in the same file are
+    /// used as intermediates (as a client sends its chain).
+    #[arg(value_name = "LEAF")]
+    pub leaf: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -25,3 +25,26 @@ fn rfc3339(time: OffsetDateTime) -> String {
     time.format(&Rfc3339)
         .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
+
+/// An RFC 4514 string for a DER-encoded Name, with or without its outer
+/// SEQUENCE header (trust anchors store the name without it).
+pub fn dn_der_to_rfc4514(der: &[u8]) -> String {
+    use x509_parser::x509::X509Name;
+    if let Ok((_, name)) = X509Name::from_der(der) {
+        return dn::rfc4514(&name);
+    }
+    let mut wrapped = vec![0x30];
+    let len = der.len();
+    if len < 0x80 {
+        wrapped.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        wrapped.push(0x80 | (bytes.len() - skip) as u8);
+        wrapped.extend_from_slice(&bytes[skip..]);
+    }
+    wrapped.extend_from_slice(der);
+    X509Name::from_der(&wrapped)
+        .map(|(_, name)| dn::rfc4514(&name))
+        .unwrap_or_else(|_| "(undecodable name)".to_owned())
+}

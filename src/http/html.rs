@@ -90,7 +90,7 @@ impl Page {
 
     /// The fields of a certificate, as a table.
     pub fn certificate(&mut self, details: &CertDetails) -> &mut Self {
-        self.table(&certificate_rows(details))
+        self.table(&details.rows())
     }
 
     pub fn render(&self) -> String {
@@ -102,82 +102,6 @@ impl Page {
             self.body
         )
     }
-}
-
-/// The rows people read first, in the order `openssl x509 -text` uses.
-pub fn certificate_rows(d: &CertDetails) -> Vec<(&'static str, String)> {
-    let sans = &d.subject_alt_names;
-    let mut rows = vec![
-        ("Subject", d.subject.rfc4514.clone()),
-        ("Issuer", d.issuer.rfc4514.clone()),
-        ("Serial", d.serial.clone()),
-        ("Version", d.version.to_string()),
-        ("Valid from", d.not_before.clone()),
-        ("Valid until", d.not_after.clone()),
-        (
-            "Valid now",
-            format!(
-                "{} (expires in {} days)",
-                if d.valid_now { "yes" } else { "no" },
-                d.expires_in_days
-            ),
-        ),
-    ];
-    let joined = |list: &[String]| list.join(", ");
-    for (label, list) in [
-        ("DNS names", &sans.dns),
-        ("IP addresses", &sans.ip),
-        ("URIs", &sans.uri),
-        ("Emails", &sans.email),
-    ] {
-        if !list.is_empty() {
-            rows.push((label, joined(list)));
-        }
-    }
-    if let Some(spiffe) = &d.spiffe_id {
-        rows.push(("SPIFFE ID", spiffe.clone()));
-    }
-    let key = &d.public_key;
-    let mut key_text = key.algorithm.clone();
-    if let Some(curve) = &key.curve {
-        let _ = write!(key_text, " {curve}");
-    } else if let Some(bits) = key.bits {
-        let _ = write!(key_text, " {bits} bits");
-    }
-    rows.push(("Public key", key_text));
-    rows.push(("Signature", d.signature_algorithm.clone()));
-    if !d.key_usage.is_empty() {
-        rows.push(("Key usage", d.key_usage.join(", ")));
-    }
-    if !d.extended_key_usage.is_empty() {
-        rows.push(("Extended key usage", d.extended_key_usage.join(", ")));
-    }
-    if let Some(bc) = &d.basic_constraints {
-        let mut text = format!("CA: {}", bc.ca);
-        if let Some(len) = bc.path_len {
-            let _ = write!(text, ", path length {len}");
-        }
-        rows.push(("Basic constraints", text));
-    }
-    if let Some(id) = &d.subject_key_id {
-        rows.push(("Subject key ID", id.clone()));
-    }
-    if let Some(id) = &d.authority_key_id {
-        rows.push(("Authority key ID", id.clone()));
-    }
-    if !d.crl_distribution_points.is_empty() {
-        rows.push(("CRL distribution", d.crl_distribution_points.join(", ")));
-    }
-    for access in &d.authority_info_access {
-        rows.push((
-            "Authority info",
-            format!("{} {}", access.method, access.location),
-        ));
-    }
-    rows.push(("SHA-256 fingerprint", d.fingerprints.sha256.clone()));
-    rows.push(("SHA-1 thumbprint", d.fingerprints.sha1.clone()));
-    rows.push(("Self-signed", d.self_signed.to_string()));
-    rows
 }
 
 #[cfg(test)]
