@@ -117,17 +117,7 @@ impl Authority {
             cause,
         };
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = distinguished_name(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let validity = Validity::days_from_now(CA_VALIDITY_DAYS);
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        let params = ca_params(common_name);
         let cert = params.self_signed(&key).map_err(generate)?;
         Ok(Authority {
             cert_pem: cert.pem(),
@@ -144,6 +134,26 @@ impl Authority {
             issuer,
             cert_pem: cert_pem.to_owned(),
         })
+    }
+
+    /// An intermediate CA signed by this one, with a fresh ECDSA P-256 key.
+    pub fn issue_intermediate(&self, common_name: &str) -> Result<Authority, PkiError> {
+        let generate = |cause| PkiError::Generate {
+            name: common_name.to_owned(),
+            cause,
+        };
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate)?;
+        let params = ca_params(common_name);
+        let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
+        Ok(Authority {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The rcgen issuer, for certificates this module has no spec for.
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -191,6 +201,22 @@ impl Authority {
             })?;
         Ok(cert.pem())
     }
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let validity = Validity::days_from_now(CA_VALIDITY_DAYS);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    params
 }
 
 fn distinguished_name(common_name: &str) -> DistinguishedName {

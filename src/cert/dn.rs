@@ -134,7 +134,7 @@ pub fn escape_into(out: &mut String, value: &str) {
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
         match c {
-            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(escaped("a,b+c"), "a\\,b\\+c");
         assert_eq!(escaped("#lead"), "\\#lead");
         assert_eq!(escaped(" pad "), "\\ pad\\ ");
-        assert_eq!(escaped("x=1;y<2>\"q\"\\"), "x\\=1\\;y\\<2\\>\\\"q\\\"\\\\");
+        assert_eq!(escaped("x=1;y<2>\"q\"\\"), "x=1\\;y\\<2\\>\\\"q\\\"\\\\");
     }
 
     #[test]
