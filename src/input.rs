@@ -73,7 +73,7 @@ pub fn certificates(
         return pem_certificates(path, bytes);
     }
     match X509Certificate::from_der(bytes) {
-        Ok((rest, _)) if rest.is_empty() => Ok(vec![CertificateDer::from(bytes.to_vec())]),
+        Ok(([], _)) => Ok(vec![CertificateDer::from(bytes.to_vec())]),
         Ok(_) => Err(InputError::NotACertificate {
             path: path.to_owned(),
             detail: "trailing bytes after the certificate".to_owned(),
