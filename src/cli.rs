@@ -154,6 +154,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CLIENT_CA", default_value = "pki/ca.crt")]
     pub client_ca: PathBuf,
 
+    /// Certificate revocation list (PEM or DER) for client certificates;
+    /// repeatable, or comma-separated in CRL.
+    #[arg(long, env = "CRL", value_delimiter = ',', value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+
+    /// TOML policy file: public paths, allowlist rules, per-path rules.
+    #[arg(long, env = "POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Allowed client certificate common names, comma-separated (Azure style).
+    #[arg(long, env = "ALLOWED_CLIENT_CERT_COMMON_NAMES", value_name = "CN,...")]
+    pub allowed_common_names: Option<String>,
+
+    /// Allowed client certificate SHA-1 thumbprints, comma-separated; any
+    /// case, colons and spaces ignored (Azure style).
+    #[arg(long, env = "ALLOWED_CLIENT_CERT_THUMBPRINTS", value_name = "SHA1,...")]
+    pub allowed_thumbprints: Option<String>,
+
     /// Body text of `GET /`.
     #[arg(
         long,
@@ -180,6 +198,38 @@ pub struct ServeArgs {
 pub enum PkiCommand {
     /// Create a CA, a server certificate and client certificates.
     Init(PkiInitArgs),
+    /// Issue one more client certificate from an existing PKI's CA.
+    Client(PkiClientArgs),
+    /// Revoke a client certificate: add it to DIR/crl.pem (re-signed).
+    Revoke(PkiRevokeArgs),
+    /// Re-sign DIR/crl.pem with the same entries and a fresh nextUpdate.
+    Crl(PkiDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiDirArgs {
+    /// The PKI directory (made by `mtls pki init`).
+    #[arg(long, default_value = "pki")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiClientArgs {
+    /// Common name of the client; the files are NAME.crt and NAME.key.
+    pub name: String,
+    #[command(flatten)]
+    pub dir: PkiDirArgs,
+    /// Overwrite an existing NAME.crt / NAME.key.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiRevokeArgs {
+    /// The client to revoke (its certificate is DIR/NAME.crt).
+    pub name: String,
+    #[command(flatten)]
+    pub dir: PkiDirArgs,
 }
 
 #[derive(Debug, Args)]

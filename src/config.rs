@@ -9,6 +9,7 @@ use clap::ValueEnum;
 
 use crate::admin::parse_admin_listen;
 use crate::cli::ServeArgs;
+use crate::policy::{Policy, PolicyError};
 
 /// Whether and how the server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +46,12 @@ pub enum ConfigError {
     InvalidMtlsEnabled(String),
     #[error("--admin-listen / ADMIN_LISTEN: {0}")]
     InvalidAdminListen(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "an allowlist is configured (--policy, ALLOWED_CLIENT_CERT_COMMON_NAMES or ALLOWED_CLIENT_CERT_THUMBPRINTS) but client auth is off, so no request could pass; set CLIENT_AUTH=optional or required"
+    )]
+    AllowlistWithoutClientAuth,
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -60,11 +67,26 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Where the plain-HTTP admin endpoint listens; `None` when off.
     pub admin_listen: Option<SocketAddr>,
+    /// Certificate revocation lists for client certificates.
+    pub crls: Vec<PathBuf>,
+    /// Public paths, allowlists and per-path rules.
+    pub policy: Policy,
 }
 
 impl ServeConfig {
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let client_auth = resolve_client_auth(args.client_auth, args.mtls_enabled.as_deref())?;
+        let mut policy = match &args.policy {
+            Some(path) => Policy::from_file(path)?,
+            None => Policy::default(),
+        };
+        policy.add_env_allowlists(
+            args.allowed_common_names.as_deref(),
+            args.allowed_thumbprints.as_deref(),
+        )?;
+        if policy.restricts() && client_auth == ClientAuthMode::Off {
+            return Err(ConfigError::AllowlistWithoutClientAuth);
+        }
         Ok(ServeConfig {
             listen: args.listen,
             cert: args.cert,
@@ -76,6 +98,8 @@ impl ServeConfig {
             shutdown_timeout: args.shutdown_timeout,
             admin_listen: parse_admin_listen(&args.admin_listen)
                 .map_err(ConfigError::InvalidAdminListen)?,
+            crls: args.crl,
+            policy,
         })
     }
 
@@ -91,6 +115,8 @@ impl ServeConfig {
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             admin_listen: None,
+            crls: Vec::new(),
+            policy: Policy::default(),
         }
     }
 }

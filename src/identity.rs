@@ -1,14 +1,17 @@
 //! What a completed handshake proved about the client, captured once per
 //! connection and shared by every request on it.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use rustls::ServerConnection;
+use rustls::{HandshakeKind, ServerConnection};
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 
 use crate::cert::{self, CertDetails};
+use crate::rejection::Rejection;
+use crate::tls::client_auth::ClientTrust;
 
 /// The client's certificate identity.
 #[derive(Debug, Clone)]
@@ -17,6 +20,9 @@ pub enum PeerIdentity {
     None,
     /// A chain that the client verifier accepted, leaf first.
     Verified(Box<VerifiedClient>),
+    /// A certificate was presented but failed verification (optional mode).
+    /// It is never an identity: only the reason is kept.
+    Rejected(Box<Rejection>),
 }
 
 #[derive(Debug, Clone)]
@@ -52,11 +58,22 @@ impl VerifiedClient {
 }
 
 impl PeerIdentity {
+    /// `verified`, `none`, or `rejected:REASON`, for the access log.
+    pub fn log_state(&self) -> Cow<'static, str> {
+        match self {
+            PeerIdentity::Verified(_) => Cow::Borrowed("verified"),
+            PeerIdentity::None => Cow::Borrowed("none"),
+            PeerIdentity::Rejected(rejection) => {
+                Cow::Owned(format!("rejected:{}", rejection.reason))
+            }
+        }
+    }
+
     /// The client certificate's common name, for logs; `-` when there is none.
     pub fn log_name(&self) -> &str {
         match self {
             PeerIdentity::Verified(client) => client.common_name.as_deref().unwrap_or("-"),
-            PeerIdentity::None => "-",
+            PeerIdentity::None | PeerIdentity::Rejected(_) => "-",
         }
     }
 }
@@ -79,13 +96,33 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// Reads the facts from a connection whose handshake has completed. Any
-    /// peer certificate present here was accepted by the client verifier.
-    pub fn from_handshake(remote_addr: SocketAddr, conn: &ServerConnection) -> Self {
-        let peer = match conn.peer_certificates() {
-            Some(chain) if !chain.is_empty() => PeerIdentity::Verified(Box::new(
-                VerifiedClient::new(chain.iter().map(|c| c.clone().into_owned()).collect()),
-            )),
+    /// Reads the facts from a connection whose handshake has completed.
+    ///
+    /// A presented chain becomes an identity only once verified: by the
+    /// handshake itself in `required` mode, or here by `trust` when the
+    /// handshake deferred it (`optional`) or when the session was resumed
+    /// (so revocation and validity are checked again, not restored).
+    pub fn from_handshake(
+        remote_addr: SocketAddr,
+        conn: &ServerConnection,
+        trust: Option<&ClientTrust>,
+        deferred: bool,
+    ) -> Self {
+        let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+        let peer = match (conn.peer_certificates(), trust) {
+            (Some(chain), Some(trust)) if !chain.is_empty() => {
+                let verified = if deferred || resumed {
+                    trust.verify(chain)
+                } else {
+                    Ok(())
+                };
+                match verified {
+                    Ok(()) => PeerIdentity::Verified(Box::new(VerifiedClient::new(
+                        chain.iter().map(|c| c.clone().into_owned()).collect(),
+                    ))),
+                    Err(rejection) => PeerIdentity::Rejected(Box::new(rejection)),
+                }
+            }
             _ => PeerIdentity::None,
         };
         let tls = TlsFacts {

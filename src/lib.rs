@@ -11,6 +11,8 @@ pub mod input;
 pub mod inspect;
 pub mod logging;
 pub mod pki;
+pub mod policy;
+pub mod rejection;
 pub mod server;
 pub mod tls;
 pub mod verify;

@@ -51,6 +51,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => commands::serve::run(args),
         Command::Pki(PkiCommand::Init(args)) => commands::pki::init(args),
+        Command::Pki(PkiCommand::Client(args)) => commands::pki::client(args),
+        Command::Pki(PkiCommand::Revoke(args)) => commands::pki::revoke(args),
+        Command::Pki(PkiCommand::Crl(args)) => commands::pki::crl(args),
         Command::Health(args) => commands::health::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Verify(args) => commands::verify::run(args),

@@ -11,6 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 pub const DEFAULT_DOMAIN: &str = "api.flaskmtlsauth.com";
@@ -39,6 +40,25 @@ pub enum PkiError {
     BadClientName(String),
     #[error("cannot write `{path}`: {cause}", path = .path.display())]
     Write { path: PathBuf, cause: io::Error },
+    #[error(
+        "cannot read `{path}`: {cause}; create the PKI first with `mtls pki init --dir {dir}`",
+        path = .path.display(), dir = .dir.display()
+    )]
+    MissingCa {
+        path: PathBuf,
+        dir: PathBuf,
+        cause: io::Error,
+    },
+    #[error("cannot read the certificate of `{name}` at `{path}`: {cause}", path = .path.display())]
+    MissingClient {
+        name: String,
+        path: PathBuf,
+        cause: String,
+    },
+    #[error("the existing CRL `{path}` cannot be read: {cause}; remove it to start a new one", path = .path.display())]
+    BadCrl { path: PathBuf, cause: String },
+    #[error("cannot sign the CRL: {0}")]
+    SignCrl(rcgen::Error),
 }
 
 /// A certificate and its private key, PEM encoded.
@@ -358,4 +378,158 @@ pub fn write_file(
         .map_err(wrap)?;
     file.write_all(contents).map_err(wrap)?;
     Ok(())
+}
+
+/// Validity of the CRLs `revoke` and `crl` write; refresh with `mtls pki crl`.
+pub const CRL_VALIDITY_DAYS: i64 = 30;
+
+/// The CA of a PKI directory made by `init`.
+pub fn load_authority(dir: &Path) -> Result<Authority, PkiError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|cause| PkiError::MissingCa {
+            path,
+            dir: dir.to_owned(),
+            cause,
+        })
+    };
+    Authority::from_pem(&read("ca.crt")?, &read("ca.key")?)
+}
+
+/// Issues one more client certificate from the CA in `dir`.
+pub fn add_client(dir: &Path, name: &str, force: bool) -> Result<Vec<WrittenFile>, PkiError> {
+    if !is_file_safe(name) || name == "ca" || name == "server" || name == "crl" {
+        return Err(PkiError::BadClientName(name.to_owned()));
+    }
+    let ca = load_authority(dir)?;
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    if !force {
+        let existing: Vec<PathBuf> = [&cert_path, &key_path]
+            .into_iter()
+            .filter(|p| p.exists())
+            .cloned()
+            .collect();
+        if !existing.is_empty() {
+            return Err(PkiError::WouldOverwrite(existing));
+        }
+    }
+    let issued = ca.issue(&LeafSpec::client(name))?;
+    write_file(&cert_path, issued.cert_pem.as_bytes(), 0o644, force)?;
+    write_file(&key_path, issued.key_pem.as_bytes(), 0o600, force)?;
+    Ok(vec![
+        WrittenFile {
+            path: cert_path,
+            private: false,
+        },
+        WrittenFile {
+            path: key_path,
+            private: true,
+        },
+    ])
+}
+
+/// What `revoke` and `refresh_crl` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlWritten {
+    pub path: PathBuf,
+    /// Serials on the CRL, uppercase hex.
+    pub revoked: Vec<String>,
+    pub next_update: OffsetDateTime,
+}
+
+/// Revokes the client `name` (its `NAME.crt` in `dir`): adds its serial to
+/// `dir/crl.pem`, re-signed by the CA with a new CRL number.
+pub fn revoke(dir: &Path, name: &str) -> Result<CrlWritten, PkiError> {
+    let path = dir.join(format!("{name}.crt"));
+    let missing = |cause: String| PkiError::MissingClient {
+        name: name.to_owned(),
+        path: path.clone(),
+        cause,
+    };
+    let pem = fs::read_to_string(&path).map_err(|err| missing(err.to_string()))?;
+    let der = PemObject::from_pem_slice(pem.as_bytes())
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+        .map_err(|err| missing(err.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|err| missing(err.to_string()))?;
+    write_crl(dir, Some(cert.serial.to_bytes_be()))
+}
+
+/// Re-signs `dir/crl.pem` with the same entries and a fresh nextUpdate.
+pub fn refresh_crl(dir: &Path) -> Result<CrlWritten, PkiError> {
+    write_crl(dir, None)
+}
+
+fn write_crl(dir: &Path, add_serial: Option<Vec<u8>>) -> Result<CrlWritten, PkiError> {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+
+    let ca = load_authority(dir)?;
+    let path = dir.join("crl.pem");
+    let now = OffsetDateTime::now_utc();
+    let (mut entries, number) = existing_crl(&path)?;
+    if let Some(serial) = add_serial
+        && !entries.iter().any(|(s, _)| *s == serial)
+    {
+        entries.push((serial, now));
+    }
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::days(CRL_VALIDITY_DAYS),
+        crl_number: SerialNumber::from_slice(&minimal_be(number + 1)),
+        issuing_distribution_point: None,
+        revoked_certs: entries
+            .iter()
+            .map(|(serial, time)| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: *time,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(ca.issuer()).map_err(PkiError::SignCrl)?;
+    let pem = crl.pem().map_err(PkiError::SignCrl)?;
+    write_file(&path, pem.as_bytes(), 0o644, true)?;
+    Ok(CrlWritten {
+        path,
+        revoked: entries.iter().map(|(s, _)| hex::encode_upper(s)).collect(),
+        next_update: params.next_update,
+    })
+}
+
+/// Big-endian bytes without leading zeros, as DER integers want them.
+fn minimal_be(number: u64) -> Vec<u8> {
+    let bytes = number.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+    bytes[skip..].to_vec()
+}
+
+/// The entries and CRL number of an existing CRL file, or none.
+fn existing_crl(path: &Path) -> Result<(Vec<(Vec<u8>, OffsetDateTime)>, u64), PkiError> {
+    let bad = |cause: String| PkiError::BadCrl {
+        path: path.to_owned(),
+        cause,
+    };
+    let Ok(pem) = fs::read(path) else {
+        return Ok((Vec::new(), 0));
+    };
+    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(&pem)
+        .map_err(|err| bad(err.to_string()))?;
+    let (_, crl) = x509_parser::parse_x509_crl(&der).map_err(|err| bad(err.to_string()))?;
+    let entries = crl
+        .iter_revoked_certificates()
+        .map(|entry| {
+            (
+                entry.user_certificate.to_bytes_be(),
+                entry.revocation_date.to_datetime(),
+            )
+        })
+        .collect();
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n.clone()).ok())
+        .unwrap_or(0);
+    Ok((entries, number))
 }

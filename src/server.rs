@@ -22,6 +22,8 @@ use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::{Body, Routes};
 use crate::identity::ConnectionInfo;
+use crate::rejection::Rejection;
+use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
 
 /// Time a client has to send a complete request head.
@@ -55,6 +57,9 @@ pub struct Server {
 /// What every connection task needs.
 struct Shared {
     acceptor: TlsAcceptor,
+    client_trust: Option<Arc<ClientTrust>>,
+    /// Optional mode: the chain is verified after the handshake.
+    deferred_verification: bool,
     http: auto::Builder<TokioExecutor>,
     routes: Routes,
     handshake_timeout: Duration,
@@ -64,7 +69,7 @@ impl Server {
     /// Loads and checks all TLS material, then binds the listening socket, so
     /// every configuration error surfaces before the first connection.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
-        let tls_config = tls::server_config(&config)?;
+        let tls_setup = tls::server_config(&config)?;
         let (listener, local_addr) = bind(config.listen, "--listen / LISTEN").await?;
         let admin = match config.admin_listen {
             Some(addr) => Some(bind(addr, "--admin-listen / ADMIN_LISTEN").await?),
@@ -79,9 +84,15 @@ impl Server {
         http.http2().timer(TokioTimer::new());
 
         let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(tls_config),
+            acceptor: TlsAcceptor::from(tls_setup.config),
+            client_trust: tls_setup.client_trust,
+            deferred_verification: config.client_auth == ClientAuthMode::Optional,
             http,
-            routes: Routes::new(&config.welcome_message),
+            routes: Routes::new(
+                &config.welcome_message,
+                config.client_auth,
+                config.policy.clone(),
+            ),
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
@@ -200,7 +211,18 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     let stream = match tokio::time::timeout(shared.handshake_timeout, accept).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((err, tcp))) => {
-            info!(peer = %peer, reason = %handshake_failure(&err), "TLS handshake failed");
+            let failure = handshake_failure(&err, shared.client_trust.as_deref());
+            match failure {
+                HandshakeFailure::Client(rejection) => info!(
+                    peer = %peer,
+                    reason = %rejection.reason,
+                    detail = %rejection.detail,
+                    "TLS handshake failed: client certificate refused"
+                ),
+                HandshakeFailure::Other(text) => {
+                    info!(peer = %peer, reason = %text, "TLS handshake failed")
+                }
+            }
             linger_close(tcp).await;
             return;
         }
@@ -213,7 +235,12 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             return;
         }
     };
-    let conn_info = Arc::new(ConnectionInfo::from_handshake(peer, stream.get_ref().1));
+    let conn_info = Arc::new(ConnectionInfo::from_handshake(
+        peer,
+        stream.get_ref().1,
+        shared.client_trust.as_deref(),
+        shared.deferred_verification,
+    ));
     debug!(
         peer = %peer,
         client_cn = ?conn_info.peer.log_name(),
@@ -267,6 +294,7 @@ fn respond<B>(routes: &Routes, req: &Request<B>, conn: &ConnectionInfo) -> Respo
         target: "mtls::access",
         peer = %conn.remote_addr,
         client_cn = ?conn.peer.log_name(),
+        client_cert = %conn.peer.log_state(),
         method = %req.method(),
         path = ?req.uri().path(),
         version = ?req.version(),
@@ -277,13 +305,29 @@ fn respond<B>(routes: &Routes, req: &Request<B>, conn: &ConnectionInfo) -> Respo
     response
 }
 
-/// The rustls reason behind a failed handshake, when there is one.
-fn handshake_failure(err: &io::Error) -> String {
-    match err
+enum HandshakeFailure {
+    /// The client's certificate (or its absence) was refused.
+    Client(Rejection),
+    /// Anything else: protocol errors, the client hanging up, ...
+    Other(String),
+}
+
+/// Classifies a failed handshake; certificate refusals get the same reason
+/// codes as the 403 answers of optional mode.
+fn handshake_failure(err: &io::Error, trust: Option<&ClientTrust>) -> HandshakeFailure {
+    let Some(tls_error) = err
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(tls_error) => tls_error.to_string(),
-        None => err.to_string(),
+    else {
+        return HandshakeFailure::Other(err.to_string());
+    };
+    match (tls_error, trust) {
+        (rustls::Error::NoCertificatesPresented, _) => {
+            HandshakeFailure::Client(Rejection::no_certificate())
+        }
+        (rustls::Error::InvalidCertificate(_), Some(trust)) => {
+            HandshakeFailure::Client(trust.explain(tls_error, None))
+        }
+        _ => HandshakeFailure::Other(tls_error.to_string()),
     }
 }

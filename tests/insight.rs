@@ -121,12 +121,24 @@ async fn browsers_get_html_pages_and_api_clients_json() {
         assert_eq!(json.headers["content-type"], "application/json", "{path}");
     }
 
+    // Optional mode: a browser without a certificate is told why and what to do.
     let anonymous = browser_get(&server, &ClientOptions::new(&pki), "/cert").await;
-    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert_eq!(anonymous.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        anonymous.headers["content-type"],
+        "text/html; charset=utf-8"
+    );
     assert!(
         anonymous
             .body
-            .contains("No client certificate was presented")
+            .contains("no client certificate was presented"),
+        "{}",
+        anonymous.body
+    );
+    assert!(
+        anonymous.body.contains("import the .p12 bundle"),
+        "{}",
+        anonymous.body
     );
 }
 

@@ -113,18 +113,20 @@ async fn required_rejects_each_bad_certificate_with_its_alert() {
 }
 
 #[tokio::test]
-async fn optional_serves_both_with_and_without_a_certificate() {
+async fn optional_serves_public_paths_to_all_and_the_rest_to_verified_clients() {
     let pki = TestPki::new();
     let server = TestServer::start(pki.config(ClientAuthMode::Optional)).await;
+
+    let health = get(server.addr, &ClientOptions::new(&pki), "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(health.status, StatusCode::OK);
 
     let anonymous = get(server.addr, &ClientOptions::new(&pki), "/cert")
         .await
         .unwrap();
-    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        anonymous.json(),
-        serde_json::json!({"error": "no client certificate presented"})
-    );
+    assert_eq!(anonymous.status, StatusCode::FORBIDDEN);
+    assert_eq!(anonymous.json()["reason"], "no_certificate");
 
     let options = ClientOptions::new(&pki).identity(pki.client());
     let answer = get(server.addr, &options, "/cert").await.unwrap();
@@ -134,10 +136,26 @@ async fn optional_serves_both_with_and_without_a_certificate() {
         "CN=client"
     );
 
-    // A presented certificate is still verified in optional mode.
+    // A presented certificate is still verified: the handshake completes,
+    // the request is refused with the reason.
     let stranger = ClientOptions::new(&pki).identity(pki.other_ca_client.clone());
-    let result = get(server.addr, &stranger, "/").await;
-    assert_eq!(received_alert(&result), Some(AlertDescription::UnknownCA));
+    let refused = get(server.addr, &stranger, "/").await.unwrap();
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["reason"], "unknown_issuer");
+}
+
+#[tokio::test]
+async fn off_mode_cert_says_none_was_presented() {
+    let pki = TestPki::new();
+    let server = TestServer::start(pki.config(ClientAuthMode::Off)).await;
+    let anonymous = get(server.addr, &ClientOptions::new(&pki), "/cert")
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        anonymous.json(),
+        serde_json::json!({"error": "no client certificate presented"})
+    );
 }
 
 #[tokio::test]

@@ -14,7 +14,10 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::cert::CertDetails;
+use crate::config::ClientAuthMode;
 use crate::identity::{ConnectionInfo, PeerIdentity, TlsFacts, VerifiedClient};
+use crate::policy::{Policy, Verdict};
+use crate::rejection::{ReasonCode, Rejection};
 use html::Page;
 
 pub type Body = Full<Bytes>;
@@ -24,21 +27,70 @@ pub type Body = Full<Bytes>;
 pub struct Routes {
     welcome_message: String,
     welcome_json: Bytes,
+    client_auth: ClientAuthMode,
+    policy: Policy,
 }
+
+/// Why a request was let in, for `/whoami`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Admission {
+    /// Client auth is off: there is no identity to check.
+    Open,
+    PublicPath,
+    /// A verified certificate, allowed by this (rule or "any verified").
+    Identity(String),
+}
+
+const ROUTES: [&str; 6] = ["/", "/healthz", "/cert", "/headers", "/whoami", "/hello"];
 
 const ALLOWED_METHODS: &str = "GET, HEAD";
 
 impl Routes {
-    pub fn new(welcome_message: &str) -> Self {
+    pub fn new(welcome_message: &str, client_auth: ClientAuthMode, policy: Policy) -> Self {
         Routes {
             welcome_message: welcome_message.to_owned(),
             welcome_json: json_bytes(&json!({ "message": welcome_message })),
+            client_auth,
+            policy,
+        }
+    }
+
+    /// Decides whether the connection's client may call `path`. Runs before
+    /// routing, so unknown paths reveal nothing to refused clients.
+    fn admit(&self, path: &str, conn: &ConnectionInfo) -> Result<Admission, Rejection> {
+        if self.client_auth == ClientAuthMode::Off {
+            return Ok(Admission::Open);
+        }
+        if self.policy.is_public(path) {
+            return Ok(Admission::PublicPath);
+        }
+        let client = match &conn.peer {
+            PeerIdentity::Verified(client) => client,
+            PeerIdentity::Rejected(rejection) => return Err((**rejection).clone()),
+            PeerIdentity::None => return Err(Rejection::no_certificate()),
+        };
+        let Some(details) = client.details() else {
+            return Err(Rejection::not_allowed("(undecodable)", path, "the policy"));
+        };
+        match self.policy.judge(path, details) {
+            Verdict::AnyVerified => Ok(Admission::Identity("any verified certificate".to_owned())),
+            Verdict::Rule(name) => Ok(Admission::Identity(format!("rule `{name}`"))),
+            Verdict::Denied { tried } => Err(Rejection::not_allowed(
+                &details.subject.rfc4514,
+                path,
+                &tried,
+            )),
         }
     }
 
     pub fn handle<B>(&self, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
         let path = req.uri().path();
-        if !matches!(path, "/" | "/healthz" | "/cert" | "/headers") {
+        let html = negotiate::prefers_html(req.headers());
+        let admission = match self.admit(path, conn) {
+            Ok(admission) => admission,
+            Err(rejection) => return forbidden(&rejection, html),
+        };
+        if !ROUTES.contains(&path) {
             return json_response(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found", "path": path }),
@@ -54,10 +106,12 @@ impl Routes {
                 .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
             return response;
         }
-        if path == "/healthz" {
-            return json_response(StatusCode::OK, &json!({ "status": "ok" }));
+        match path {
+            "/healthz" => return json_response(StatusCode::OK, &json!({ "status": "ok" })),
+            "/whoami" => return whoami(conn, &admission),
+            "/hello" => return hello(conn),
+            _ => {}
         }
-        let html = negotiate::prefers_html(req.headers());
         let mut response = match (path, html) {
             ("/", false) => with_body(
                 StatusCode::OK,
@@ -87,7 +141,7 @@ impl Routes {
                     ]);
                 }
             }
-            PeerIdentity::None => {
+            PeerIdentity::None | PeerIdentity::Rejected(_) => {
                 page.paragraph(
                     "Your browser did not present a client certificate on this connection.",
                 );
@@ -98,9 +152,93 @@ impl Routes {
     }
 }
 
+/// 403 with the reason, as JSON or as a page that explains it to a person.
+fn forbidden(rejection: &Rejection, html: bool) -> Response<Body> {
+    let error = match rejection.reason {
+        ReasonCode::NotAllowed => "client certificate not allowed",
+        _ => "client certificate required",
+    };
+    let mut response = if html {
+        let mut page = Page::new("Access denied");
+        page.status(
+            false,
+            &format!("{}: {}", capitalise(error), rejection.detail),
+        )
+        .heading("What you can do")
+        .paragraph(&rejection.hint)
+        .table(&[("Reason code", rejection.reason.as_str())]);
+        html_response(StatusCode::FORBIDDEN, &page)
+    } else {
+        json_response(
+            StatusCode::FORBIDDEN,
+            &json!({
+                "error": error,
+                "reason": rejection.reason,
+                "detail": rejection.detail,
+                "hint": rejection.hint,
+            }),
+        )
+    };
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("accept"));
+    response
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `GET /whoami`: the verified identity and what let it in.
+fn whoami(conn: &ConnectionInfo, admission: &Admission) -> Response<Body> {
+    let allowed_by = match admission {
+        Admission::Open => "client auth is off",
+        Admission::PublicPath => "public path",
+        Admission::Identity(how) => how.as_str(),
+    };
+    let identity = match &conn.peer {
+        PeerIdentity::Verified(client) => client.details().map(|d| {
+            json!({
+                "subject": d.subject.rfc4514,
+                "common_name": d.subject.first("CN"),
+                "issuer": d.issuer.rfc4514,
+                "serial": d.serial,
+                "sha256_fingerprint": d.fingerprints.sha256,
+                "sha1_thumbprint": d.fingerprints.sha1,
+                "spiffe_id": d.spiffe_id,
+                "not_after": d.not_after,
+            })
+        }),
+        _ => None,
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({ "identity": identity, "allowed_by": allowed_by }),
+    )
+}
+
+/// `GET /hello`: `Hello {CN}!`, as the Apache demo answers.
+fn hello(conn: &ConnectionInfo) -> Response<Body> {
+    let name = match &conn.peer {
+        PeerIdentity::Verified(client) => client.common_name.clone(),
+        _ => None,
+    };
+    let text = format!("Hello {}!\n", name.as_deref().unwrap_or("anonymous"));
+    with_body(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        Bytes::from(text),
+    )
+}
+
 /// `GET /cert`: the verified client certificate, its chain and the TLS facts.
 fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
     let PeerIdentity::Verified(client) = &conn.peer else {
+        // Only reachable with client auth off: otherwise admission refused it.
         if html {
             let mut page = Page::new("No client certificate");
             page.status(false, "No client certificate was presented on this connection.")
@@ -169,7 +307,7 @@ fn headers<B>(req: &Request<B>, conn: &ConnectionInfo, html: bool) -> Response<B
                 "details": client.details(),
             })
         }),
-        PeerIdentity::None => None,
+        _ => None,
     };
     let view = json!({
         "method": req.method().as_str(),

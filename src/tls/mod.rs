@@ -1,6 +1,7 @@
 //! Building the rustls server configuration: the server's identity, the
 //! client verifier for the chosen mode, protocol versions and ALPN.
 
+pub mod client_auth;
 pub mod danger;
 pub mod pem;
 
@@ -14,6 +15,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
 
 use crate::config::{ClientAuthMode, ServeConfig};
+use client_auth::{ClientTrust, DeferredChainVerifier};
 use pem::{FileRole, PemError};
 
 /// ALPN protocols offered, in order of preference.
@@ -42,8 +44,17 @@ pub enum TlsConfigError {
         index: usize,
         detail: String,
     },
+    #[error("--crl / CRL: {0}")]
+    Crl(#[from] crate::input::InputError),
     #[error("cannot build the TLS configuration: {0}")]
     Rustls(String),
+}
+
+/// A server configuration and, when client auth is on, the trust that
+/// judges client chains (needed again after the handshake).
+pub struct TlsSetup {
+    pub config: Arc<ServerConfig>,
+    pub client_trust: Option<Arc<ClientTrust>>,
 }
 
 /// The crypto provider every TLS configuration of the process uses.
@@ -53,10 +64,25 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// A complete server configuration for `config`, validated: the key matches
 /// the certificate and the client CA bundle parses.
-pub fn server_config(config: &ServeConfig) -> Result<Arc<ServerConfig>, TlsConfigError> {
+pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
     let provider = provider();
     let identity = load_server_identity(&provider, &config.cert, &config.key)?;
-    let verifier = client_verifier(&provider, config.client_auth, &config.client_ca)?;
+    let client_trust = match config.client_auth {
+        ClientAuthMode::Off => None,
+        _ => Some(Arc::new(client_trust(
+            &provider,
+            &config.client_ca,
+            &config.crls,
+        )?)),
+    };
+    let verifier: Arc<dyn ClientCertVerifier> = match (&client_trust, config.client_auth) {
+        (Some(trust), ClientAuthMode::Optional) => Arc::new(DeferredChainVerifier::new(
+            trust.verifier(),
+            provider.clone(),
+        )),
+        (Some(trust), _) => trust.verifier(),
+        (None, _) => WebPkiClientVerifier::no_client_auth(),
+    };
 
     let mut server_config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -64,7 +90,10 @@ pub fn server_config(config: &ServeConfig) -> Result<Arc<ServerConfig>, TlsConfi
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     server_config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(server_config))
+    Ok(TlsSetup {
+        config: Arc::new(server_config),
+        client_trust,
+    })
 }
 
 /// The server's certificate chain and signing key, checked to belong together.
@@ -112,24 +141,33 @@ pub fn load_client_roots(path: &Path) -> Result<RootCertStore, TlsConfigError> {
     Ok(roots)
 }
 
-/// The verifier for a mode. Both `optional` and `required` verify a presented
-/// chain fully (trust, validity, clientAuth EKU); `optional` additionally
-/// admits clients that present no certificate at all.
-fn client_verifier(
+/// The trusted client CAs and CRLs, with the verifier `required` uses in
+/// the handshake and `optional` after it. It verifies the chain to a trusted
+/// CA, validity, the clientAuth EKU and, with CRLs, revocation of every
+/// certificate in the chain; a CRL past its nextUpdate is not trusted (the
+/// certificate's status is then unknown, and it is refused).
+fn client_trust(
     provider: &Arc<CryptoProvider>,
-    mode: ClientAuthMode,
     client_ca: &Path,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
-    if mode == ClientAuthMode::Off {
-        return Ok(WebPkiClientVerifier::no_client_auth());
+    crl_paths: &[PathBuf],
+) -> Result<ClientTrust, TlsConfigError> {
+    let roots = load_client_roots(client_ca)?;
+    let trusted_subjects = roots
+        .roots
+        .iter()
+        .map(|anchor| crate::cert::dn_der_to_rfc4514(anchor.subject.as_ref()))
+        .collect();
+    let mut crls = Vec::new();
+    for path in crl_paths {
+        crls.extend(crate::input::crls(path)?);
     }
-    let roots = Arc::new(load_client_roots(client_ca)?);
-    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
-    let builder = match mode {
-        ClientAuthMode::Optional => builder.allow_unauthenticated(),
-        _ => builder,
-    };
-    builder
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    }
+    let verifier = builder
         .build()
-        .map_err(|err| TlsConfigError::Rustls(err.to_string()))
+        .map_err(|err| TlsConfigError::Rustls(err.to_string()))?;
+    Ok(ClientTrust::new(verifier, trusted_subjects))
 }

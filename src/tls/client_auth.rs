@@ -1,0 +1,147 @@
+//! Client certificate verification for the three modes.
+//!
+//! `required` verifies in the handshake with rustls' `WebPkiClientVerifier`,
+//! so a bad certificate ends the handshake with its TLS alert.
+//!
+//! `optional` must let a client with a bad certificate through the handshake
+//! so that the HTTP layer can explain the refusal. Its handshake verifier,
+//! `DeferredChainVerifier`, still makes rustls check the CertificateVerify
+//! signature (the client proves it holds the key), but leaves the chain to
+//! `ClientTrust::verify`, which runs the very same `WebPkiClientVerifier`
+//! right after the handshake. Only a chain that passes becomes an identity.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, verify_tls13_signature_with_raw_key};
+use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::X509Version;
+
+use crate::rejection::Rejection;
+
+/// The trusted CAs and the verifier that judges client chains against them.
+#[derive(Debug)]
+pub struct ClientTrust {
+    verifier: Arc<dyn ClientCertVerifier>,
+    /// RFC 4514 subjects of the trusted CAs, for explaining `unknown_issuer`.
+    pub trusted_subjects: Vec<String>,
+}
+
+impl ClientTrust {
+    pub fn new(verifier: Arc<dyn ClientCertVerifier>, trusted_subjects: Vec<String>) -> Self {
+        ClientTrust {
+            verifier,
+            trusted_subjects,
+        }
+    }
+
+    /// Verifies a presented chain (leaf first) now.
+    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<(), Rejection> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(Rejection::no_certificate());
+        };
+        self.verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
+            .map_err(|err| self.explain(&err, Some(leaf)))
+    }
+
+    /// The rejection for a verifier error.
+    pub fn explain(&self, err: &rustls::Error, leaf: Option<&CertificateDer<'_>>) -> Rejection {
+        Rejection::from_verifier(err, leaf, &self.trusted_subjects)
+    }
+
+    pub fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.verifier.clone()
+    }
+}
+
+/// The handshake verifier of `optional` mode: asks for a certificate,
+/// accepts none, checks possession of the key, defers the chain (see the
+/// module comment).
+#[derive(Debug)]
+pub struct DeferredChainVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl DeferredChainVerifier {
+    pub fn new(inner: Arc<dyn ClientCertVerifier>, provider: Arc<CryptoProvider>) -> Self {
+        DeferredChainVerifier { inner, provider }
+    }
+}
+
+impl ClientCertVerifier for DeferredChainVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Judged by ClientTrust::verify once the handshake is complete.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        match self.inner.verify_tls13_signature(message, cert, dss) {
+            // rustls-webpki cannot parse an X.509 v1 certificate at all, so
+            // the signature is checked against its public key directly:
+            // possession is still proven, and the chain check after the
+            // handshake refuses the certificate with `unsupported_version`.
+            Err(err) if is_version_1(cert) => {
+                let spki = version_1_public_key(cert).ok_or(err)?;
+                verify_tls13_signature_with_raw_key(
+                    message,
+                    &spki,
+                    dss,
+                    &self.provider.signature_verification_algorithms,
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn is_version_1(cert: &CertificateDer<'_>) -> bool {
+    X509Certificate::from_der(cert).is_ok_and(|(_, c)| c.version() == X509Version::V1)
+}
+
+fn version_1_public_key(cert: &CertificateDer<'_>) -> Option<SubjectPublicKeyInfoDer<'static>> {
+    let (_, parsed) = X509Certificate::from_der(cert).ok()?;
+    Some(SubjectPublicKeyInfoDer::from(
+        parsed.public_key().raw.to_vec(),
+    ))
+}
