@@ -1,14 +1,16 @@
 //! The admin endpoint: plain HTTP on a private address (loopback by
-//! default), apart from the public mTLS port, so probes need no certificate.
+//! default), apart from the public mTLS port, so probes and Prometheus need
+//! no certificate.
 //! `mtls health` is its client, for container health checks.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::http::{Body, json_response};
+use crate::metrics::Metrics;
 
 /// Default address of the admin endpoint.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -33,8 +36,13 @@ pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -45,8 +53,10 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    let conn = http.serve_connection(TokioIo::new(tcp), service_fn(|req| async move {
-                        Ok::<_, Infallible>(route(&req))
+                    let metrics = metrics.clone();
+                    let conn = http.serve_connection(TokioIo::new(tcp), service_fn(move |req| {
+                        let response = route(&req, &metrics);
+                        async move { Ok::<_, Infallible>(response) }
                     }));
                     let watched = graceful.watch(conn.into_owned());
                     tokio::spawn(async move {
@@ -67,8 +77,18 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
-fn route<B>(req: &Request<B>) -> Response<Body> {
+fn route<B>(req: &Request<B>, metrics: &Metrics) -> Response<Body> {
     match req.uri().path() {
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => json_response(StatusCode::OK, &json!({ "status": "ready" })),
         path => json_response(

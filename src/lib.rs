@@ -10,6 +10,7 @@ pub mod identity;
 pub mod input;
 pub mod inspect;
 pub mod logging;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod rejection;

@@ -499,7 +499,56 @@ mod tests {
         }
     }
 
+    /// A decoded certificate to vary: fields are replaced per test case.
+    fn template() -> CertDetails {
+        use std::sync::OnceLock;
+        static TEMPLATE: OnceLock<CertDetails> = OnceLock::new();
+        TEMPLATE
+            .get_or_init(|| {
+                let ca = crate::pki::Authority::generate("T").unwrap();
+                let issued = ca.issue(&crate::pki::LeafSpec::client("x")).unwrap();
+                let der =
+                    rustls_pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes())
+                        .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+                        .unwrap();
+                CertDetails::from_der(&der).unwrap()
+            })
+            .clone()
+    }
+
+    fn with_cn(cn: &str) -> CertDetails {
+        let mut cert = template();
+        cert.subject.attributes[0].value = cn.to_owned();
+        cert
+    }
+
     proptest! {
+        #[test]
+        fn a_cn_rule_matches_exactly_its_names(names in proptest::collection::vec("[a-zA-Z0-9 .-]{1,12}", 1..5), cn in "[a-zA-Z0-9 .-]{1,12}") {
+            let rule = Rule { name: "r".into(), cn: names.clone(), ..Rule::default() };
+            prop_assert_eq!(rule.matches(&with_cn(&cn)), names.contains(&cn));
+        }
+
+        #[test]
+        fn more_conditions_never_admit_more(cn in "[a-z]{1,6}", other in "[a-z]{1,6}", ou in "[a-z]{1,6}") {
+            let cert = with_cn(&cn);
+            let loose = Rule { name: "r".into(), cn: vec![other.clone()], ..Rule::default() };
+            let strict = Rule { ou: vec![ou], ..loose.clone() };
+            prop_assert!(!strict.matches(&cert) || loose.matches(&cert));
+        }
+
+        #[test]
+        fn a_thumbprint_rule_matches_in_every_spelling(style in 0u8..4) {
+            let cert = template();
+            let mut policy = Policy::default();
+            policy.add_env_allowlists(None, Some(&spelled(&cert.fingerprints.sha1, style))).unwrap();
+            prop_assert_eq!(policy.judge("/", &cert), Verdict::Rule("ALLOWED_CLIENT_CERT_THUMBPRINTS".into()));
+            let other = with_cn("someone else");
+            let mut other = other;
+            other.fingerprints.sha1 = "0".repeat(40);
+            prop_assert!(matches!(policy.judge("/", &other), Verdict::Denied { .. }), "other cert admitted");
+        }
+
         #[test]
         fn every_spelling_of_a_fingerprint_normalises_the_same(bytes in proptest::collection::vec(any::<u8>(), 20), style in 0u8..4) {
             let canonical = hex::encode_upper(&bytes);

@@ -22,6 +22,7 @@ use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::{Body, Routes};
 use crate::identity::ConnectionInfo;
+use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
@@ -62,6 +63,7 @@ struct Shared {
     deferred_verification: bool,
     http: auto::Builder<TokioExecutor>,
     routes: Routes,
+    metrics: Arc<Metrics>,
     handshake_timeout: Duration,
 }
 
@@ -83,6 +85,7 @@ impl Server {
             .header_read_timeout(HEADER_READ_TIMEOUT);
         http.http2().timer(TokioTimer::new());
 
+        let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(tls_setup.config),
             client_trust: tls_setup.client_trust,
@@ -92,7 +95,9 @@ impl Server {
                 &config.welcome_message,
                 config.client_auth,
                 config.policy.clone(),
+                metrics.clone(),
             ),
+            metrics,
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
@@ -120,7 +125,7 @@ impl Server {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some((listener, addr)) = self.admin {
             info!("admin endpoint on http://{addr} (/healthz, /readyz)");
-            tokio::spawn(admin::serve(listener, async {
+            tokio::spawn(admin::serve(listener, self.shared.metrics.clone(), async {
                 let _ = admin_stopped.await;
             }));
         }
@@ -213,13 +218,18 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         Ok(Err((err, tcp))) => {
             let failure = handshake_failure(&err, shared.client_trust.as_deref());
             match failure {
-                HandshakeFailure::Client(rejection) => info!(
+                HandshakeFailure::Client(rejection) => {
+                    shared.metrics.handshake("refused");
+                    shared.metrics.refused("handshake", rejection.reason);
+                    info!(
                     peer = %peer,
                     reason = %rejection.reason,
                     detail = %rejection.detail,
                     "TLS handshake failed: client certificate refused"
-                ),
+                    )
+                }
                 HandshakeFailure::Other(text) => {
+                    shared.metrics.handshake("failed");
                     info!(peer = %peer, reason = %text, "TLS handshake failed")
                 }
             }
@@ -227,6 +237,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             return;
         }
         Err(_) => {
+            shared.metrics.handshake("timeout");
             info!(
                 peer = %peer,
                 "TLS handshake timed out after {}s",
@@ -251,9 +262,12 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         "TLS handshake complete"
     );
 
+    shared.metrics.handshake("ok");
+    shared.metrics.active_connections.inc();
     let service_shared = shared.clone();
     let service = service_fn(move |req| {
         let response = respond(&service_shared.routes, &req, &conn_info);
+        service_shared.metrics.request(response.status().as_u16());
         async move { Ok::<_, Infallible>(response) }
     });
     let conn = shared
@@ -262,6 +276,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     if let Err(err) = watcher.watch(conn.into_owned()).await {
         debug!(peer = %peer, error = %err, "connection ended with an error");
     }
+    shared.metrics.active_connections.dec();
 }
 
 /// Closes a connection whose handshake failed so that the alert rustls

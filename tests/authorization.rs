@@ -691,3 +691,91 @@ async fn revoking_a_client_with_the_cli_locks_it_out() {
         200
     );
 }
+
+#[tokio::test]
+async fn refusals_are_counted_by_stage_and_reason() {
+    let certs = Certs::new();
+    let pki = &certs.pki;
+    let mut config = certs.config(ClientAuthMode::Required);
+    config.admin_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let required = TestServer::start(config).await;
+    let mut config = certs.config(ClientAuthMode::Optional);
+    config.admin_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let optional = TestServer::start(config).await;
+
+    for server in [&required, &optional] {
+        for identity in [
+            pki.expired_client.clone(),
+            pki.expired_client.clone(),
+            certs.revoked.clone(),
+        ] {
+            let _ = get(
+                server.addr,
+                &ClientOptions::new(pki).identity(identity),
+                "/",
+            )
+            .await;
+        }
+        let _ = get(
+            server.addr,
+            &ClientOptions::new(pki).identity(pki.client()),
+            "/",
+        )
+        .await;
+    }
+    let metrics = common::plain_get(required.admin.unwrap(), "/metrics").await;
+    for line in [
+        "mtls_client_refusals_total{stage=\"handshake\",reason=\"expired\"} 2",
+        "mtls_client_refusals_total{stage=\"handshake\",reason=\"revoked\"} 1",
+        "mtls_handshakes_total{result=\"refused\"} 3",
+        "mtls_handshakes_total{result=\"ok\"} 1",
+        "mtls_requests_total{status=\"2xx\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    let metrics = common::plain_get(optional.admin.unwrap(), "/metrics").await;
+    for line in [
+        "mtls_client_refusals_total{stage=\"request\",reason=\"expired\"} 2",
+        "mtls_client_refusals_total{stage=\"request\",reason=\"revoked\"} 1",
+        "mtls_requests_total{status=\"4xx\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
+/// A CRL past its nextUpdate cannot vouch for anyone: certificates it should
+/// cover are refused with `revocation_unknown` until it is refreshed.
+#[tokio::test]
+async fn an_expired_crl_refuses_with_revocation_unknown() {
+    let pki = TestPki::new();
+    let ca = authority_from(pki.dir.path());
+    let now = time::OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::days(10),
+        next_update: now - time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(ca.issuer()).unwrap();
+    std::fs::write(pki.path("old-crl.pem"), crl.pem().unwrap()).unwrap();
+    let mut config = pki.config(ClientAuthMode::Optional);
+    config.crls = vec![pki.path("old-crl.pem")];
+    let server = TestServer::start(config).await;
+
+    let (status, json) = status_of(&server, &pki, &pki.client(), "/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(json["reason"], "revocation_unknown");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the CRL expired at"),
+        "{json}"
+    );
+    assert!(
+        json["hint"].as_str().unwrap().contains("current CRL"),
+        "{json}"
+    );
+}

@@ -4,6 +4,8 @@
 pub mod html;
 pub mod negotiate;
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::cert::CertDetails;
 use crate::config::ClientAuthMode;
+use crate::metrics::Metrics;
 use crate::identity::{ConnectionInfo, PeerIdentity, TlsFacts, VerifiedClient};
 use crate::policy::{Policy, Verdict};
 use crate::rejection::{ReasonCode, Rejection};
@@ -29,6 +32,7 @@ pub struct Routes {
     welcome_json: Bytes,
     client_auth: ClientAuthMode,
     policy: Policy,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a request was let in, for `/whoami`.
@@ -46,12 +50,18 @@ const ROUTES: [&str; 6] = ["/", "/healthz", "/cert", "/headers", "/whoami", "/he
 const ALLOWED_METHODS: &str = "GET, HEAD";
 
 impl Routes {
-    pub fn new(welcome_message: &str, client_auth: ClientAuthMode, policy: Policy) -> Self {
+    pub fn new(
+        welcome_message: &str,
+        client_auth: ClientAuthMode,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Routes {
             welcome_message: welcome_message.to_owned(),
             welcome_json: json_bytes(&json!({ "message": welcome_message })),
             client_auth,
             policy,
+            metrics,
         }
     }
 
@@ -88,7 +98,10 @@ impl Routes {
         let html = negotiate::prefers_html(req.headers());
         let admission = match self.admit(path, conn) {
             Ok(admission) => admission,
-            Err(rejection) => return forbidden(&rejection, html),
+            Err(rejection) => {
+                self.metrics.refused("request", rejection.reason);
+                return forbidden(&rejection, html);
+            }
         };
         if !ROUTES.contains(&path) {
             return json_response(

@@ -100,6 +100,8 @@ pub fn authority_from(dir: &Path) -> Authority {
 /// The real server, running on 127.0.0.1:0 until dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin endpoint, when the config turned it on.
+    pub admin: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -108,12 +110,14 @@ impl TestServer {
     pub async fn start(config: ServeConfig) -> Self {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
         TestServer {
             addr,
+            admin,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -473,4 +477,19 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.0 GET (for the admin endpoint); returns the body.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

@@ -1,0 +1,102 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text), served on the
+//! admin endpoint at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::rejection::ReasonCode;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `handshake` (required mode) or `request` (a 403).
+    pub stage: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// `ok`, `refused` (client certificate), `failed` (anything else) or `timeout`.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `2xx`, `4xx`, ...
+    pub status: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    refusals: Family<RefusalLabels, Counter>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    pub active_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "mtls_client_refusals",
+            "Clients refused, by stage and reason code",
+            refusals.clone(),
+        );
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register("mtls_handshakes", "TLS handshakes by result", handshakes.clone());
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("mtls_requests", "HTTP requests by status class", requests.clone());
+        let active_connections = Gauge::default();
+        registry.register(
+            "mtls_active_connections",
+            "Established TLS connections",
+            active_connections.clone(),
+        );
+        Metrics {
+            registry,
+            refusals,
+            handshakes,
+            requests,
+            active_connections,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn refused(&self, stage: &str, reason: ReasonCode) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                stage: stage.to_owned(),
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn handshake(&self, result: &str) {
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn request(&self, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                status: format!("{}xx", status / 100),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
