@@ -47,9 +47,17 @@ impl Default for Metrics {
             refusals.clone(),
         );
         let handshakes = Family::<HandshakeLabels, Counter>::default();
-        registry.register("mtls_handshakes", "TLS handshakes by result", handshakes.clone());
+        registry.register(
+            "mtls_handshakes",
+            "TLS handshakes by result",
+            handshakes.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("mtls_requests", "HTTP requests by status class", requests.clone());
+        registry.register(
+            "mtls_requests",
+            "HTTP requests by status class",
+            requests.clone(),
+        );
         let active_connections = Gauge::default();
         registry.register(
             "mtls_active_connections",

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use crate::cert::CertDetails;
 use crate::config::ClientAuthMode;
-use crate::metrics::Metrics;
 use crate::identity::{ConnectionInfo, PeerIdentity, TlsFacts, VerifiedClient};
+use crate::metrics::Metrics;
 use crate::policy::{Policy, Verdict};
 use crate::rejection::{ReasonCode, Rejection};
 use html::Page;
