@@ -106,6 +106,10 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
 
+    /// Also apply RFC 5280 conformance checks beyond rustls-webpki.
+    #[arg(long)]
+    pub strict: bool,
+
     /// Environment variable holding a PKCS#12 password.
     #[arg(long, value_name = "VAR")]
     pub password_env: Option<String>,

@@ -507,7 +507,10 @@ fn minimal_be(number: u64) -> Vec<u8> {
 }
 
 /// The entries and CRL number of an existing CRL file, or none.
-fn existing_crl(path: &Path) -> Result<(Vec<(Vec<u8>, OffsetDateTime)>, u64), PkiError> {
+/// Revoked serials (big-endian bytes) with their revocation times.
+type CrlEntries = Vec<(Vec<u8>, OffsetDateTime)>;
+
+fn existing_crl(path: &Path) -> Result<(CrlEntries, u64), PkiError> {
     let bad = |cause: String| PkiError::BadCrl {
         path: path.to_owned(),
         cause,

@@ -32,6 +32,9 @@ pub struct Verification<'a> {
     /// For `Purpose::Server`: the name the certificate must be valid for.
     pub dns_name: Option<&'a str>,
     pub at: UnixTime,
+    /// Also apply the RFC 5280 conformance checks of [`crate::strict`]
+    /// once rustls has accepted the certificate.
+    pub strict: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +104,22 @@ impl Verification<'_> {
             }
         };
         verdict.map_err(|err| VerifyError::Invalid(reason(&err, leaf)))?;
+        if self.strict {
+            let violations = crate::strict::violations(
+                leaf,
+                self.intermediates,
+                self.trusted,
+                self.crls,
+                self.purpose,
+                self.at,
+            );
+            if !violations.is_empty() {
+                return Err(VerifyError::Invalid(format!(
+                    "strict: {}",
+                    violations.join("; ")
+                )));
+            }
+        }
         Ok(self.built_chain(leaf, &roots))
     }
 

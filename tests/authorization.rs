@@ -148,7 +148,7 @@ async fn optional_mode_explains_every_refusal() {
     let pki = &certs.pki;
     let server = TestServer::start(certs.config(ClientAuthMode::Optional)).await;
 
-    let mut cases = vec![
+    let cases = vec![
         ("none", None, "no_certificate", "no client certificate was presented".to_owned()),
         (
             "another CA",
@@ -219,7 +219,7 @@ async fn required_mode_refuses_the_same_certificates_in_the_handshake() {
     let pki = &certs.pki;
     let server = TestServer::start(certs.config(ClientAuthMode::Required)).await;
 
-    let mut cases = vec![
+    let cases = vec![
         (
             "another CA",
             pki.other_ca_client.clone(),

@@ -34,6 +34,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         purpose: args.purpose,
         dns_name: args.dns_name.as_deref(),
         at,
+        strict: args.strict,
     };
     match verification.run(&leaf) {
         Ok(chain) => {

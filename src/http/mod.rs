@@ -37,7 +37,7 @@ pub struct Routes {
 
 /// Why a request was let in, for `/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Admission {
+pub enum Admission {
     /// Client auth is off: there is no identity to check.
     Open,
     PublicPath,
@@ -93,16 +93,34 @@ impl Routes {
         }
     }
 
+    /// Admission and the built-in routes.
     pub fn handle<B>(&self, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
+        match self.admit_request(req, conn) {
+            Ok(admission) => self.route(req, conn, &admission),
+            Err(rejection) => refuse(req, &rejection),
+        }
+    }
+
+    /// Lets the request in, or says why not (and counts the refusal).
+    pub fn admit_request<B>(
+        &self,
+        req: &Request<B>,
+        conn: &ConnectionInfo,
+    ) -> Result<Admission, Rejection> {
+        self.admit(req.uri().path(), conn).inspect_err(|rejection| {
+            self.metrics.refused("request", rejection.reason);
+        })
+    }
+
+    /// The built-in routes, for an admitted request.
+    pub fn route<B>(
+        &self,
+        req: &Request<B>,
+        conn: &ConnectionInfo,
+        admission: &Admission,
+    ) -> Response<Body> {
         let path = req.uri().path();
         let html = negotiate::prefers_html(req.headers());
-        let admission = match self.admit(path, conn) {
-            Ok(admission) => admission,
-            Err(rejection) => {
-                self.metrics.refused("request", rejection.reason);
-                return forbidden(&rejection, html);
-            }
-        };
         if !ROUTES.contains(&path) {
             return json_response(
                 StatusCode::NOT_FOUND,
@@ -121,7 +139,7 @@ impl Routes {
         }
         match path {
             "/healthz" => return json_response(StatusCode::OK, &json!({ "status": "ok" })),
-            "/whoami" => return whoami(conn, &admission),
+            "/whoami" => return whoami(conn, admission),
             "/hello" => return hello(conn),
             _ => {}
         }
@@ -163,6 +181,11 @@ impl Routes {
         tls_section(&mut page, &conn.tls);
         html_response(StatusCode::OK, &page)
     }
+}
+
+/// The 403 for a refused request, as the client prefers it.
+pub fn refuse<B>(req: &Request<B>, rejection: &Rejection) -> Response<Body> {
+    forbidden(rejection, negotiate::prefers_html(req.headers()))
 }
 
 /// 403 with the reason, as JSON or as a page that explains it to a person.
