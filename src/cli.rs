@@ -176,6 +176,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOWED_CLIENT_CERT_THUMBPRINTS", value_name = "SHA1,...")]
     pub allowed_thumbprints: Option<String>,
 
+    /// Also refuse client chains that break RFC 5280 rules rustls-webpki
+    /// does not enforce (as `mtls verify --strict`).
+    #[arg(long, env = "STRICT_X509")]
+    pub strict_x509: bool,
+
     /// Body text of `GET /`.
     #[arg(
         long,

@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub crls: Vec<PathBuf>,
     /// Public paths, allowlists and per-path rules.
     pub policy: Policy,
+    /// RFC 5280 conformance checks on client chains beyond rustls-webpki.
+    pub strict_x509: bool,
 }
 
 impl ServeConfig {
@@ -100,6 +102,7 @@ impl ServeConfig {
                 .map_err(ConfigError::InvalidAdminListen)?,
             crls: args.crl,
             policy,
+            strict_x509: args.strict_x509,
         })
     }
 
@@ -117,6 +120,7 @@ impl ServeConfig {
             admin_listen: None,
             crls: Vec::new(),
             policy: Policy::default(),
+            strict_x509: false,
         }
     }
 }

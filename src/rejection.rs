@@ -24,11 +24,12 @@ pub enum ReasonCode {
     UnsupportedVersion,
     BadSignature,
     InvalidCertificate,
+    NotConformant,
     NotAllowed,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 11] = [
+    pub const ALL: [ReasonCode; 12] = [
         ReasonCode::NoCertificate,
         ReasonCode::UnknownIssuer,
         ReasonCode::Expired,
@@ -39,6 +40,7 @@ impl ReasonCode {
         ReasonCode::UnsupportedVersion,
         ReasonCode::BadSignature,
         ReasonCode::InvalidCertificate,
+        ReasonCode::NotConformant,
         ReasonCode::NotAllowed,
     ];
 
@@ -54,6 +56,7 @@ impl ReasonCode {
             ReasonCode::UnsupportedVersion => "unsupported_version",
             ReasonCode::BadSignature => "bad_signature",
             ReasonCode::InvalidCertificate => "invalid_certificate",
+            ReasonCode::NotConformant => "not_conformant",
             ReasonCode::NotAllowed => "not_allowed",
         }
     }
@@ -110,6 +113,20 @@ impl Rejection {
             reason: ReasonCode::NoCertificate,
             detail: "no client certificate was presented".to_owned(),
             hint: "send a client certificate issued by a trusted CA (curl: --cert client.crt --key client.key; a browser: import the .p12 bundle and pick it when asked)".to_owned(),
+        }
+    }
+
+    /// Valid for rustls-webpki, but not RFC 5280 conformant (`--strict-x509`).
+    pub fn not_conformant(leaf: Option<&CertificateDer<'_>>, violations: &[String]) -> Self {
+        let who = Subject::of(leaf);
+        Rejection {
+            reason: ReasonCode::NotConformant,
+            detail: format!(
+                "{} is refused by strict RFC 5280 checks: {}",
+                who.name,
+                violations.join("; ")
+            ),
+            hint: "re-issue the certificate (or its CA) conforming to RFC 5280; `mtls verify --strict` shows every violation".to_owned(),
         }
     }
 
@@ -215,6 +232,11 @@ impl Rejection {
                 reason: ReasonCode::BadSignature,
                 detail: format!("the signature on {name} is invalid or uses an unsupported algorithm"),
                 hint: "re-issue the certificate with ECDSA (P-256/P-384), Ed25519 or RSA with SHA-256 or better".to_owned(),
+            },
+            CertificateError::ApplicationVerificationFailure => Rejection {
+                reason: ReasonCode::NotConformant,
+                detail: format!("{name} is refused by strict RFC 5280 checks (--strict-x509)"),
+                hint: "`mtls verify --strict` shows every violation".to_owned(),
             },
             other => invalid(format!("{name} is invalid: {}", describe(other))),
         }

@@ -779,3 +779,77 @@ async fn an_expired_crl_refuses_with_revocation_unknown() {
         "{json}"
     );
 }
+
+/// rustls-webpki accepts a leaf without an authority key identifier; RFC
+/// 5280 requires one, and `--strict-x509` enforces it in both modes.
+#[tokio::test]
+async fn strict_x509_refuses_what_rfc_5280_forbids() {
+    let pki = TestPki::new();
+    let ca = authority_from(pki.dir.path());
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "no-aki");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = false;
+    let key = KeyPair::generate().unwrap();
+    let no_aki = Issued {
+        cert_pem: params.signed_by(&key, ca.issuer()).unwrap().pem(),
+        key_pem: key.serialize_pem(),
+    };
+
+    let lenient = TestServer::start(pki.config(ClientAuthMode::Optional)).await;
+    assert_eq!(
+        status_of(&lenient, &pki, &no_aki, "/").await.0,
+        StatusCode::OK
+    );
+
+    let mut config = pki.config(ClientAuthMode::Optional);
+    config.strict_x509 = true;
+    let strict = TestServer::start(config).await;
+    let (status, json) = status_of(&strict, &pki, &no_aki, "/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(json["reason"], "not_conformant");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("certificate CN=no-aki is refused by strict RFC 5280 checks"),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("authority"),
+        "{json}"
+    );
+    // Our own dev PKI is conformant.
+    assert_eq!(
+        status_of(&strict, &pki, &pki.client(), "/").await.0,
+        StatusCode::OK
+    );
+
+    let mut config = pki.config(ClientAuthMode::Required);
+    config.strict_x509 = true;
+    let strict_required = TestServer::start(config).await;
+    let result = get(
+        strict_required.addr,
+        &ClientOptions::new(&pki).identity(no_aki),
+        "/",
+    )
+    .await;
+    assert_eq!(
+        received_alert(&result),
+        Some(AlertDescription::AccessDenied)
+    );
+    assert_eq!(
+        get(
+            strict_required.addr,
+            &ClientOptions::new(&pki).identity(pki.client()),
+            "/"
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+}

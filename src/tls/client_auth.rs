@@ -14,26 +14,68 @@ use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, verify_tls13_signature_with_raw_key};
-use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::X509Version;
 
 use crate::rejection::Rejection;
+use crate::strict;
+use crate::verify::Purpose;
 
 /// The trusted CAs and the verifier that judges client chains against them.
 #[derive(Debug)]
 pub struct ClientTrust {
-    verifier: Arc<dyn ClientCertVerifier>,
+    /// rustls' `WebPkiClientVerifier`.
+    webpki: Arc<dyn ClientCertVerifier>,
+    /// With `--strict-x509`: the RFC 5280 checks run after rustls-webpki.
+    strict: Option<Arc<StrictChecks>>,
     /// RFC 4514 subjects of the trusted CAs, for explaining `unknown_issuer`.
     pub trusted_subjects: Vec<String>,
 }
 
+/// What `crate::strict` needs besides the chain.
+#[derive(Debug)]
+pub struct StrictChecks {
+    pub trusted: Vec<CertificateDer<'static>>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl StrictChecks {
+    fn violations(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Vec<String> {
+        let leaf = leaf.clone().into_owned();
+        let intermediates: Vec<CertificateDer<'static>> = intermediates
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        strict::violations(
+            &leaf,
+            &intermediates,
+            &self.trusted,
+            &self.crls,
+            Purpose::Client,
+            now,
+        )
+    }
+}
+
 impl ClientTrust {
-    pub fn new(verifier: Arc<dyn ClientCertVerifier>, trusted_subjects: Vec<String>) -> Self {
+    pub fn new(
+        webpki: Arc<dyn ClientCertVerifier>,
+        strict: Option<StrictChecks>,
+        trusted_subjects: Vec<String>,
+    ) -> Self {
         ClientTrust {
-            verifier,
+            webpki,
+            strict: strict.map(Arc::new),
             trusted_subjects,
         }
     }
@@ -43,10 +85,17 @@ impl ClientTrust {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(Rejection::no_certificate());
         };
-        self.verifier
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
-            .map(|_| ())
-            .map_err(|err| self.explain(&err, Some(leaf)))
+        let now = UnixTime::now();
+        self.webpki
+            .verify_client_cert(leaf, intermediates, now)
+            .map_err(|err| self.explain(&err, Some(leaf)))?;
+        if let Some(strict) = &self.strict {
+            let violations = strict.violations(leaf, intermediates, now);
+            if !violations.is_empty() {
+                return Err(Rejection::not_conformant(Some(leaf), &violations));
+            }
+        }
+        Ok(())
     }
 
     /// The rejection for a verifier error.
@@ -54,8 +103,79 @@ impl ClientTrust {
         Rejection::from_verifier(err, leaf, &self.trusted_subjects)
     }
 
+    /// The verifier for `required` mode's handshake.
     pub fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
-        self.verifier.clone()
+        match &self.strict {
+            Some(strict) => Arc::new(StrictVerifier {
+                inner: self.webpki.clone(),
+                strict: strict.clone(),
+            }),
+            None => self.webpki.clone(),
+        }
+    }
+}
+
+/// `required` mode with `--strict-x509`: rustls-webpki, then the RFC 5280
+/// checks; a violation fails the handshake (alert `access_denied`).
+#[derive(Debug)]
+struct StrictVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    strict: Arc<StrictChecks>,
+}
+
+impl ClientCertVerifier for StrictVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let violations = self.strict.violations(end_entity, intermediates, now);
+        if violations.is_empty() {
+            return Ok(verified);
+        }
+        // The handshake error cannot carry the list: log it here.
+        tracing::info!(violations = ?violations, "client certificate refused by --strict-x509");
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -15,7 +15,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
 
 use crate::config::{ClientAuthMode, ServeConfig};
-use client_auth::{ClientTrust, DeferredChainVerifier};
+use client_auth::{ClientTrust, DeferredChainVerifier, StrictChecks};
 use pem::{FileRole, PemError};
 
 /// ALPN protocols offered, in order of preference.
@@ -73,6 +73,7 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
             &provider,
             &config.client_ca,
             &config.crls,
+            config.strict_x509,
         )?)),
     };
     let verifier: Arc<dyn ClientCertVerifier> = match (&client_trust, config.client_auth) {
@@ -150,6 +151,7 @@ fn client_trust(
     provider: &Arc<CryptoProvider>,
     client_ca: &Path,
     crl_paths: &[PathBuf],
+    strict_x509: bool,
 ) -> Result<ClientTrust, TlsConfigError> {
     let roots = load_client_roots(client_ca)?;
     let trusted_subjects = roots
@@ -161,6 +163,13 @@ fn client_trust(
     for path in crl_paths {
         crls.extend(crate::input::crls(path)?);
     }
+    let strict = match strict_x509 {
+        true => Some(StrictChecks {
+            trusted: pem::load_certificates(FileRole::ClientCa, client_ca)?,
+            crls: crls.clone(),
+        }),
+        false => None,
+    };
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !crls.is_empty() {
@@ -169,5 +178,5 @@ fn client_trust(
     let verifier = builder
         .build()
         .map_err(|err| TlsConfigError::Rustls(err.to_string()))?;
-    Ok(ClientTrust::new(verifier, trusted_subjects))
+    Ok(ClientTrust::new(verifier, strict, trusted_subjects))
 }
