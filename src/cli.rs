@@ -41,7 +41,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTPS server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create and manage a development PKI (CA, server and client certificates).
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -175,6 +175,53 @@ pub struct ServeArgs {
     /// case, colons and spaces ignored (Azure style).
     #[arg(long, env = "ALLOWED_CLIENT_CERT_THUMBPRINTS", value_name = "SHA1,...")]
     pub allowed_thumbprints: Option<String>,
+
+    /// Forward admitted requests to this app: http://HOST:PORT or
+    /// https://HOST:PORT. Without it, the built-in routes answer.
+    #[arg(long, env = "UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Time to wait for the upstream's response head (then 504).
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Identity headers sent to the upstream, comma-separated: apache,
+    /// azure, xfcc, nginx, traefik. Spoofed copies from clients are always
+    /// removed, whatever is chosen.
+    #[arg(long, env = "FORWARD_CLIENT_CERT", value_name = "FORMAT,...")]
+    pub forward_client_cert: Option<String>,
+
+    /// Send the apache headers with underscores (SSL_CLIENT_S_DN) instead
+    /// of hyphens (SSL-Client-S-DN).
+    #[arg(long, env = "APACHE_UNDERSCORE_HEADERS")]
+    pub apache_underscore_headers: bool,
+
+    /// Send apache DNs in the legacy OpenSSL form (/C=US/CN=Grace Hopper),
+    /// as mod_ssl's LegacyDNStringFormat.
+    #[arg(long, env = "APACHE_LEGACY_DN")]
+    pub apache_legacy_dn: bool,
+
+    /// CA bundle trusted for an https upstream (default: the system's roots).
+    #[arg(long, env = "UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Client certificate for an upstream that requires mTLS.
+    #[arg(
+        long,
+        env = "UPSTREAM_CERT",
+        value_name = "FILE",
+        requires = "upstream_key"
+    )]
+    pub upstream_cert: Option<PathBuf>,
+
+    /// Private key of --upstream-cert.
+    #[arg(
+        long,
+        env = "UPSTREAM_KEY",
+        value_name = "FILE",
+        requires = "upstream_cert"
+    )]
+    pub upstream_key: Option<PathBuf>,
 
     /// Also refuse client chains that break RFC 5280 rules rustls-webpki
     /// does not enforce (as `mtls verify --strict`).

@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use crate::admin::parse_admin_listen;
 use crate::cli::ServeArgs;
 use crate::policy::{Policy, PolicyError};
+use crate::proxy::identity_headers::{ApacheOptions, HeaderFormat};
 
 /// Whether and how the server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,6 +53,16 @@ pub enum ConfigError {
         "an allowlist is configured (--policy, ALLOWED_CLIENT_CERT_COMMON_NAMES or ALLOWED_CLIENT_CERT_THUMBPRINTS) but client auth is off, so no request could pass; set CLIENT_AUTH=optional or required"
     )]
     AllowlistWithoutClientAuth,
+    #[error("--forward-client-cert / FORWARD_CLIENT_CERT: {0}")]
+    ForwardFormat(String),
+    #[error(
+        "--upstream / UPSTREAM `{0}` is not a URL; write it as http://HOST:PORT or https://HOST:PORT"
+    )]
+    InvalidUpstream(String),
+    #[error(
+        "--forward-client-cert is set but there is no --upstream to forward to; set UPSTREAM=http://HOST:PORT"
+    )]
+    FormatsWithoutUpstream,
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -73,6 +84,19 @@ pub struct ServeConfig {
     pub policy: Policy,
     /// RFC 5280 conformance checks on client chains beyond rustls-webpki.
     pub strict_x509: bool,
+    /// The app to forward to, when `mtls serve` fronts one.
+    pub upstream: Option<UpstreamConfig>,
+}
+
+/// `--upstream` and its companions, as given.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: hyper::Uri,
+    pub timeout: Duration,
+    pub formats: Vec<HeaderFormat>,
+    pub apache: ApacheOptions,
+    pub ca: Option<PathBuf>,
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServeConfig {
@@ -89,6 +113,28 @@ impl ServeConfig {
         if policy.restricts() && client_auth == ClientAuthMode::Off {
             return Err(ConfigError::AllowlistWithoutClientAuth);
         }
+        let formats = match args.forward_client_cert.as_deref() {
+            Some(list) => HeaderFormat::parse_list(list)
+                .map_err(|err| ConfigError::ForwardFormat(err.to_string()))?,
+            None => Vec::new(),
+        };
+        let upstream = match args.upstream {
+            Some(url) => Some(UpstreamConfig {
+                url: url
+                    .parse()
+                    .map_err(|_| ConfigError::InvalidUpstream(url.clone()))?,
+                timeout: args.upstream_timeout,
+                formats,
+                apache: ApacheOptions {
+                    underscore_names: args.apache_underscore_headers,
+                    legacy_dn: args.apache_legacy_dn,
+                },
+                ca: args.upstream_ca,
+                identity: args.upstream_cert.zip(args.upstream_key),
+            }),
+            None if !formats.is_empty() => return Err(ConfigError::FormatsWithoutUpstream),
+            None => None,
+        };
         Ok(ServeConfig {
             listen: args.listen,
             cert: args.cert,
@@ -103,6 +149,7 @@ impl ServeConfig {
             crls: args.crl,
             policy,
             strict_x509: args.strict_x509,
+            upstream,
         })
     }
 
@@ -121,6 +168,7 @@ impl ServeConfig {
             crls: Vec::new(),
             policy: Policy::default(),
             strict_x509: false,
+            upstream: None,
         }
     }
 }

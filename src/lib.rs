@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pki;
 pub mod policy;
+pub mod proxy;
 pub mod rejection;
 pub mod server;
 pub mod strict;

@@ -49,7 +49,7 @@ fn load_env_file(explicit: Option<&Path>) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Pki(PkiCommand::Init(args)) => commands::pki::init(args),
         Command::Pki(PkiCommand::Client(args)) => commands::pki::client(args),
         Command::Pki(PkiCommand::Revoke(args)) => commands::pki::revoke(args),

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,9 +22,10 @@ use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
-use crate::http::{Body, Routes};
+use crate::http::{Body, Routes, refuse};
 use crate::identity::ConnectionInfo;
 use crate::metrics::Metrics;
+use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::rejection::Rejection;
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
@@ -37,6 +40,8 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     #[error("cannot listen on {addr} ({flag}): {cause}; {hint}")]
     Bind {
         addr: SocketAddr,
@@ -64,6 +69,8 @@ struct Shared {
     http: auto::Builder<TokioExecutor>,
     routes: Routes,
     metrics: Arc<Metrics>,
+    /// When set, admitted requests go to the app instead of `routes`.
+    upstream: Option<Upstream>,
     handshake_timeout: Duration,
 }
 
@@ -85,6 +92,22 @@ impl Server {
             .header_read_timeout(HEADER_READ_TIMEOUT);
         http.http2().timer(TokioTimer::new());
 
+        let upstream = match &config.upstream {
+            Some(upstream) => Some(Upstream::new(UpstreamSettings {
+                url: upstream.url.clone(),
+                timeout: upstream.timeout,
+                formats: upstream.formats.clone(),
+                apache: upstream.apache,
+                tls: tls::upstream_client_config(
+                    upstream.ca.as_deref(),
+                    upstream
+                        .identity
+                        .as_ref()
+                        .map(|(cert, key)| (cert.as_path(), key.as_path())),
+                )?,
+            })?),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(tls_setup.config),
@@ -98,6 +121,7 @@ impl Server {
                 metrics.clone(),
             ),
             metrics,
+            upstream,
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
@@ -164,6 +188,18 @@ impl Server {
 
 fn log_startup(config: &ServeConfig, addr: SocketAddr) {
     info!("listening on https://{addr}");
+    if let Some(upstream) = &config.upstream {
+        let formats: Vec<&str> = upstream.formats.iter().map(|f| f.name()).collect();
+        info!(
+            "forwarding to {} (identity headers: {})",
+            upstream.url,
+            if formats.is_empty() {
+                "none".to_owned()
+            } else {
+                formats.join(", ")
+            }
+        );
+    }
     let ca = config.client_ca.display();
     match config.client_auth {
         ClientAuthMode::Required => {
@@ -266,9 +302,9 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     shared.metrics.active_connections.inc();
     let service_shared = shared.clone();
     let service = service_fn(move |req| {
-        let response = respond(&service_shared.routes, &req, &conn_info);
-        service_shared.metrics.request(response.status().as_u16());
-        async move { Ok::<_, Infallible>(response) }
+        let shared = service_shared.clone();
+        let conn_info = conn_info.clone();
+        async move { Ok::<_, Infallible>(shared.respond(req, &conn_info).await) }
     });
     let conn = shared
         .http
@@ -301,23 +337,40 @@ async fn linger_close(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-/// Answers one request and writes its access-log line.
-fn respond<B>(routes: &Routes, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
-    let started = Instant::now();
-    let response = routes.handle(req, conn);
-    info!(
-        target: "mtls::access",
-        peer = %conn.remote_addr,
-        client_cn = ?conn.peer.log_name(),
-        client_cert = %conn.peer.log_state(),
-        method = %req.method(),
-        path = ?req.uri().path(),
-        version = ?req.version(),
-        status = response.status().as_u16(),
-        duration_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+impl Shared {
+    /// Answers one request (admission, then the upstream or the built-in
+    /// routes) and writes its access-log line.
+    async fn respond(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let version = req.version();
+        let response = match self.routes.admit_request(&req, conn) {
+            Err(rejection) => boxed(refuse(&req, &rejection)),
+            Ok(admission) => match &self.upstream {
+                Some(upstream) => upstream.forward(req, conn).await,
+                None => boxed(self.routes.route(&req, conn, &admission)),
+            },
+        };
+        self.metrics.request(response.status().as_u16());
+        info!(
+            target: "mtls::access",
+            peer = %conn.remote_addr,
+            client_cn = ?conn.peer.log_name(),
+            client_cert = %conn.peer.log_state(),
+            method = %method,
+            path = ?path,
+            version = ?version,
+            status = response.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        response
+    }
+}
+
+fn boxed(response: Response<Body>) -> Response<ProxyBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
 }
 
 enum HandshakeFailure {

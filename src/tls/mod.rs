@@ -44,6 +44,17 @@ pub enum TlsConfigError {
         index: usize,
         detail: String,
     },
+    #[error(
+        "upstream CA bundle `{path}` (--upstream-ca / UPSTREAM_CA): certificate #{index} cannot be a trust anchor: {detail}",
+        path = .path.display()
+    )]
+    BadUpstreamCa {
+        path: PathBuf,
+        index: usize,
+        detail: String,
+    },
+    #[error("the upstream client identity (--upstream-cert / --upstream-key) is not usable: {0}")]
+    UpstreamIdentity(String),
     #[error("--crl / CRL: {0}")]
     Crl(#[from] crate::input::InputError),
     #[error("cannot build the TLS configuration: {0}")]
@@ -179,4 +190,52 @@ fn client_trust(
         .build()
         .map_err(|err| TlsConfigError::Rustls(err.to_string()))?;
     Ok(ClientTrust::new(verifier, strict, trusted_subjects))
+}
+
+/// The TLS client configuration for an https upstream: trust from
+/// `--upstream-ca` (or the system's roots), and a client identity for
+/// upstreams that require mTLS themselves.
+pub fn upstream_client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for (index, cert) in pem::load_certificates(FileRole::UpstreamCa, path)?
+                .into_iter()
+                .enumerate()
+            {
+                roots
+                    .add(cert)
+                    .map_err(|err| TlsConfigError::BadUpstreamCa {
+                        path: path.to_owned(),
+                        index: index + 1,
+                        detail: err.to_string(),
+                    })?;
+            }
+        }
+        None => {
+            // Unreadable system certificates are skipped, as curl does.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|err| TlsConfigError::Rustls(err.to_string()))?
+        .with_root_certificates(roots);
+    // No ALPN here: hyper-rustls sets it from the enabled HTTP versions.
+    let config = match identity {
+        Some((cert_path, key_path)) => {
+            let chain = pem::load_certificates(FileRole::UpstreamCert, cert_path)?;
+            let key = pem::load_private_key(FileRole::UpstreamKey, key_path)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|err| TlsConfigError::UpstreamIdentity(err.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
 }

@@ -14,6 +14,9 @@ pub enum FileRole {
     ServerCert,
     ServerKey,
     ClientCa,
+    UpstreamCa,
+    UpstreamCert,
+    UpstreamKey,
 }
 
 impl FileRole {
@@ -22,6 +25,9 @@ impl FileRole {
             FileRole::ServerCert => "server certificate",
             FileRole::ServerKey => "server private key",
             FileRole::ClientCa => "client CA bundle",
+            FileRole::UpstreamCa => "upstream CA bundle",
+            FileRole::UpstreamCert => "upstream client certificate",
+            FileRole::UpstreamKey => "upstream client key",
         }
     }
 
@@ -30,6 +36,9 @@ impl FileRole {
             FileRole::ServerCert => "--cert / SERVER_CERT",
             FileRole::ServerKey => "--key / SERVER_KEY",
             FileRole::ClientCa => "--client-ca / CLIENT_CA",
+            FileRole::UpstreamCa => "--upstream-ca / UPSTREAM_CA",
+            FileRole::UpstreamCert => "--upstream-cert / UPSTREAM_CERT",
+            FileRole::UpstreamKey => "--upstream-key / UPSTREAM_KEY",
         }
     }
 }

@@ -1,0 +1,4 @@
+//! Reverse-proxy support: what the server tells the application behind it.
+
+pub mod forward;
+pub mod identity_headers;

@@ -1,0 +1,119 @@
+//! A small real upstream app for proxy tests: plain HTTP/1.1 on 127.0.0.1:0.
+//! - any path: JSON of what it received (method, path, headers in order,
+//!   body length counted while streaming, never buffered);
+//! - `/slow`: answers after 3 seconds;
+//! - `/ws` with `Upgrade`: 101, then echoes every byte back.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+pub struct EchoUpstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoUpstream {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = service_fn(answer);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        EchoUpstream { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if path == "/ws" && req.headers().contains_key(hyper::header::UPGRADE) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response
+            .headers_mut()
+            .insert(hyper::header::UPGRADE, "websocket".parse().unwrap());
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, "upgrade".parse().unwrap());
+        return Ok(response);
+    }
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let method = req.method().to_string();
+    let query = req.uri().query().map(str::to_owned);
+    let mut body = req.into_body();
+    let mut body_len = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map(|f| f.into_data()) {
+            body_len += data.map(|d| d.len() as u64).unwrap_or(0);
+        } else {
+            break;
+        }
+    }
+    let json = serde_json::json!({
+        "method": method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "body_len": body_len,
+    });
+    Ok(Response::new(Full::new(Bytes::from(json.to_string()))))
+}
+
+/// The values of a header the upstream received (lowercase name).
+pub fn received<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pair| pair[0].as_str() == Some(name))
+        .map(|pair| pair[1].as_str().unwrap())
+        .collect()
+}

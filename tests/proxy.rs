@@ -1,0 +1,484 @@
+//! `mtls serve --upstream`: forwarding to a real upstream app, identity
+//! headers, anti-spoofing, streaming, upgrades, 502/504.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::upstream::{EchoUpstream, received};
+use common::{
+    ClientOptions, ServeProcess, TestPki, TestServer, get, mtls_command, request_with_headers,
+};
+use hyper::StatusCode;
+use mtls::cert::CertDetails;
+use mtls::config::{ClientAuthMode, ServeConfig, UpstreamConfig};
+use mtls::proxy::identity_headers::{ApacheOptions, HeaderFormat};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+fn proxied(pki: &TestPki, mode: ClientAuthMode, upstream: &str, formats: &str) -> ServeConfig {
+    let mut config = pki.config(mode);
+    config.upstream = Some(UpstreamConfig {
+        url: upstream.parse().unwrap(),
+        timeout: Duration::from_secs(5),
+        formats: HeaderFormat::parse_list(formats).unwrap(),
+        apache: ApacheOptions::default(),
+        ca: None,
+        identity: None,
+    });
+    config
+}
+
+fn client_der(pki: &TestPki) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pki.client().cert_pem.as_bytes()).unwrap()
+}
+
+/// Headers a client might send to impersonate someone, in every spelling.
+const SPOOFED: [(&str, &str); 8] = [
+    ("SSL_CLIENT_S_DN", "CN=admin"),
+    ("ssl-client-verify", "SUCCESS"),
+    ("X-ARR-ClientCert", "ZXZpbA=="),
+    ("x-forwarded-client-cert", "Hash=evil"),
+    ("X-SSL-Client-S-DN", "CN=admin"),
+    ("X-Forwarded-Tls-Client-Cert", "evil"),
+    ("X-Client-Identity", "evil"),
+    ("X-Forwarded-For", "6.6.6.6"),
+];
+
+#[tokio::test]
+async fn forwards_with_identity_headers_in_every_format_and_strips_spoofed_ones() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let config = proxied(
+        &pki,
+        ClientAuthMode::Required,
+        &upstream.url(),
+        "apache,azure,xfcc,nginx,traefik",
+    );
+    let server = TestServer::start(config).await;
+
+    let options = ClientOptions::new(&pki).identity(pki.client());
+    let answer = request_with_headers(server.addr, &options, "POST", "/api/items?x=1", &SPOOFED)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    let echo = answer.json();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/api/items");
+    assert_eq!(echo["query"], "x=1");
+
+    let details = CertDetails::from_der(&client_der(&pki)).unwrap();
+    let der_b64 = base64::engine::general_purpose::STANDARD.encode(client_der(&pki));
+    assert_eq!(received(&echo, "ssl-client-s-dn"), ["CN=client"]);
+    assert_eq!(received(&echo, "ssl-client-verify"), ["SUCCESS"]);
+    assert_eq!(received(&echo, "ssl-client-s-dn-cn"), ["client"]);
+    assert_eq!(received(&echo, "x-arr-clientcert"), [der_b64.as_str()]);
+    assert_eq!(received(&echo, "x-ssl-client-verify"), ["SUCCESS"]);
+    assert_eq!(received(&echo, "x-ssl-client-s-dn"), ["CN=client"]);
+    assert_eq!(
+        received(&echo, "x-ssl-client-fingerprint"),
+        [details.fingerprints.sha1.to_lowercase().as_str()]
+    );
+    let xfcc = received(&echo, "x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{xfcc:?}");
+    assert!(
+        xfcc[0].starts_with(&format!(
+            "Hash={};Cert=",
+            details.fingerprints.sha256.to_lowercase()
+        )),
+        "{}",
+        xfcc[0]
+    );
+    assert!(xfcc[0].contains("Subject=\"CN=client\""), "{}", xfcc[0]);
+    assert_eq!(received(&echo, "x-forwarded-tls-client-cert").len(), 1);
+
+    // Nothing the client sent about identity reached the app.
+    let all = echo["headers"].to_string();
+    for (_, value) in SPOOFED.iter().filter(|(_, v)| *v != "SUCCESS") {
+        assert!(
+            !all.contains(value),
+            "spoofed value {value} reached the upstream: {all}"
+        );
+    }
+    assert!(received(&echo, "ssl_client_s_dn").is_empty());
+    assert!(received(&echo, "x-client-identity").is_empty());
+
+    // The edge sets the forwarding headers.
+    assert_eq!(received(&echo, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(received(&echo, "x-forwarded-proto"), ["https"]);
+    assert_eq!(received(&echo, "x-forwarded-host"), [common::DOMAIN]);
+    assert_eq!(
+        received(&echo, "forwarded"),
+        [format!("for=127.0.0.1;proto=https;host=\"{}\"", common::DOMAIN).as_str()]
+    );
+    assert_eq!(received(&echo, "host"), [common::DOMAIN]);
+}
+
+#[tokio::test]
+async fn h2_clients_are_forwarded_too() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let server = TestServer::start(proxied(
+        &pki,
+        ClientAuthMode::Required,
+        &upstream.url(),
+        "azure",
+    ))
+    .await;
+    let options = ClientOptions::new(&pki).identity(pki.client()).alpn_h2();
+    let answer = get(server.addr, &options, "/x").await.unwrap();
+    assert_eq!(answer.version, hyper::Version::HTTP_2);
+    let echo = answer.json();
+    assert_eq!(echo["path"], "/x");
+    assert_eq!(received(&echo, "host"), [common::DOMAIN]);
+    assert_eq!(received(&echo, "x-arr-clientcert").len(), 1);
+}
+
+#[tokio::test]
+async fn refused_clients_never_reach_the_upstream_and_public_paths_say_failed() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let server = TestServer::start(proxied(
+        &pki,
+        ClientAuthMode::Optional,
+        &upstream.url(),
+        "apache,nginx,azure",
+    ))
+    .await;
+
+    let expired = ClientOptions::new(&pki).identity(pki.expired_client.clone());
+    let refused = get(server.addr, &expired, "/app").await.unwrap();
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["reason"], "expired");
+
+    // A public path is forwarded, with the failure and no certificate data.
+    let health = get(server.addr, &expired, "/healthz").await.unwrap();
+    let echo = health.json();
+    assert_eq!(echo["path"], "/healthz");
+    assert_eq!(received(&echo, "ssl-client-verify"), ["FAILED:expired"]);
+    assert_eq!(received(&echo, "x-ssl-client-verify"), ["FAILED:expired"]);
+    assert!(received(&echo, "ssl-client-s-dn").is_empty());
+    assert!(received(&echo, "x-arr-clientcert").is_empty());
+
+    let anonymous = get(server.addr, &ClientOptions::new(&pki), "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(received(&anonymous.json(), "ssl-client-verify"), ["NONE"]);
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let pki = TestPki::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let server = TestServer::start(proxied(&pki, ClientAuthMode::Off, &dead, "")).await;
+    let answer = get(server.addr, &ClientOptions::new(&pki), "/")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.json()["error"], "bad gateway");
+    assert!(
+        answer.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{}",
+        answer.body
+    );
+
+    let upstream = EchoUpstream::start().await;
+    let mut config = proxied(&pki, ClientAuthMode::Off, &upstream.url(), "");
+    config.upstream.as_mut().unwrap().timeout = Duration::from_millis(300);
+    let server = TestServer::start(config).await;
+    let started = std::time::Instant::now();
+    let answer = get(server.addr, &ClientOptions::new(&pki), "/slow")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(answer.json()["error"], "gateway timeout");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn websocket_upgrades_are_spliced_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let server = TestServer::start(proxied(&pki, ClientAuthMode::Off, &upstream.url(), "")).await;
+
+    let config = rustls::ClientConfig::builder_with_provider(mtls::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates({
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_file(pki.path("ca.crt")).unwrap())
+                .unwrap();
+            roots
+        })
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(common::DOMAIN.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: api.flaskmtlsauth.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tls.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+
+    tls.write_all(b"hello through the tunnel").await.unwrap();
+    let mut echoed = vec![0u8; 24];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"hello through the tunnel");
+}
+
+/// 100 MB through the proxy with the server's peak memory far below that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_upload_streams_with_bounded_memory() {
+    if common::system_curl().is_none() {
+        return;
+    }
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url(),
+        ])
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("forwarding to");
+    let port = server.addr.port();
+    let pid = server.child.id();
+
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let file = pki.path("big.bin");
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(SIZE).unwrap();
+    let dir = pki.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .current_dir(dir)
+            .args([
+                "-sS",
+                "--max-time",
+                "60",
+                "--cacert",
+                "ca.crt",
+                "-H",
+                "Expect:",
+                "--data-binary",
+                "@big.bin",
+            ])
+            .arg("--resolve")
+            .arg(format!("{}:{port}:127.0.0.1", common::DOMAIN))
+            .arg(format!("https://{}:{port}/upload", common::DOMAIN))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(echo["body_len"], SIZE);
+
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kb < 64 * 1024,
+        "peak RSS {peak_kb} kB: the body was buffered"
+    );
+}
+
+#[test]
+fn forward_formats_need_an_upstream_and_known_names() {
+    let pki = TestPki::new();
+    let run = |args: &[&str]| {
+        mtls_command(pki.dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SERVER_CERT", "server.crt")
+            .env("SERVER_KEY", "server.key")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--forward-client-cert", "apache"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no --upstream"));
+    let out = run(&[
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--forward-client-cert",
+        "apache,bogus",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--upstream", "ftp://x:1/path"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be http://HOST:PORT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_spoof_attempt_is_logged_with_the_peer() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url(),
+        ])
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key");
+    let mut server = ServeProcess::start(command);
+    let options = ClientOptions::new(&pki);
+    let answer = request_with_headers(
+        server.addr,
+        &options,
+        "GET",
+        "/",
+        &[("SSL_CLIENT_S_DN", "CN=admin")],
+    )
+    .await
+    .unwrap();
+    assert!(received(&answer.json(), "ssl_client_s_dn").is_empty());
+    let line = server.wait_for("identity header spoof attempt");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(
+        line.to_ascii_lowercase().contains("ssl_client_s_dn"),
+        "{line}"
+    );
+}
+
+/// Outbound mTLS: the upstream is another `mtls serve` that requires a
+/// client certificate; the proxy presents its own.
+#[tokio::test]
+async fn an_mtls_upstream_accepts_the_proxys_client_identity() {
+    let pki = TestPki::new();
+    let backend = TestServer::start(pki.config(ClientAuthMode::Required)).await;
+    let backend_url = format!("https://127.0.0.1:{}", backend.addr.port());
+
+    let mut without_identity = proxied(&pki, ClientAuthMode::Off, &backend_url, "");
+    without_identity.upstream.as_mut().unwrap().ca = Some(pki.path("ca.crt"));
+    let proxy = TestServer::start(without_identity).await;
+    let refused = get(proxy.addr, &ClientOptions::new(&pki), "/")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
+
+    let mut with_identity = proxied(&pki, ClientAuthMode::Off, &backend_url, "");
+    let upstream = with_identity.upstream.as_mut().unwrap();
+    upstream.ca = Some(pki.path("ca.crt"));
+    upstream.identity = Some((pki.path("client.crt"), pki.path("client.key")));
+    let proxy = TestServer::start(with_identity).await;
+    let answer = get(proxy.addr, &ClientOptions::new(&pki), "/whoami")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["identity"]["common_name"], "client");
+}
+
+/// The Apache demo's Flask app, unchanged, behind mtls: it reads
+/// `HTTP_SSL_CLIENT_S_DN` and splits the legacy DN on `/` to greet the CN.
+const FLASK_APP: &str = r#"
+import sys
+from flask import Flask, request
+from werkzeug.serving import make_server
+
+app = Flask(__name__)
+
+@app.route("/")
+def hello():
+    dn = request.environ.get("HTTP_SSL_CLIENT_S_DN")
+    if not dn:
+        return "no client certificate", 403
+    cn = [part.split("=", 1)[1] for part in dn.split("/") if part.startswith("CN=")][0]
+    return f"Hello {cn}!"
+
+server = make_server("127.0.0.1", 0, app)
+print(server.server_port, flush=True)
+server.serve_forever()
+"#;
+
+#[tokio::test]
+async fn the_apache_demo_flask_app_greets_the_client() {
+    let has_flask = std::process::Command::new("python3")
+        .args(["-c", "import flask"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_flask {
+        eprintln!(
+            "SKIPPED: Flask is not installed (pip install flask); the Flask test did not run"
+        );
+        return;
+    }
+    let pki = TestPki::new();
+    std::fs::write(pki.path("app.py"), FLASK_APP).unwrap();
+    let mut flask = std::process::Command::new("python3")
+        .arg(pki.path("app.py"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flask.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let upstream = format!("http://127.0.0.1:{}", port.trim());
+
+    let mut config = proxied(&pki, ClientAuthMode::Required, &upstream, "apache");
+    config.upstream.as_mut().unwrap().apache.legacy_dn = true;
+    let server = TestServer::start(config).await;
+    let answer = get(
+        server.addr,
+        &ClientOptions::new(&pki).identity(pki.client()),
+        "/",
+    )
+    .await;
+    let _ = flask.kill();
+    let _ = flask.wait();
+    let answer = answer.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "Hello client!");
+}
