@@ -679,3 +679,50 @@ fn verify_checks_server_names_for_the_server_purpose() {
         String::from_utf8_lossy(&usage.stderr).contains("--at `yesterday` is not an RFC 3339 time")
     );
 }
+
+#[tokio::test]
+async fn inspect_connect_prints_the_chain_a_server_presents() {
+    let pki = common::TestPki::new();
+    let server =
+        common::TestServer::start(pki.config(mtls::config::ClientAuthMode::Required)).await;
+    let target = server.addr.to_string();
+    let dir = pki.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        mtls_command(&dir)
+            .args([
+                "inspect",
+                "--json",
+                "--connect",
+                &target,
+                "--servername",
+                common::DOMAIN,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chain: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(chain[0]["subject"]["rfc4514"], "CN=api.flaskmtlsauth.com");
+    assert_eq!(chain[0]["issuer"]["rfc4514"], "CN=mtls development CA");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let dir = pki.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        mtls_command(&dir)
+            .args(["inspect", "--connect", &dead])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to"));
+}
