@@ -186,10 +186,15 @@ pub struct ServeArgs {
     pub upstream_timeout: Duration,
 
     /// Identity headers sent to the upstream, comma-separated: apache,
-    /// azure, xfcc, nginx, traefik. Spoofed copies from clients are always
-    /// removed, whatever is chosen.
+    /// azure, xfcc, nginx, traefik, signed. Spoofed copies from clients are
+    /// always removed, whatever is chosen.
     #[arg(long, env = "FORWARD_CLIENT_CERT", value_name = "FORMAT,...")]
     pub forward_client_cert: Option<String>,
+
+    /// Key file (32+ random bytes) for the `signed` format's
+    /// `X-Client-Identity` HMAC-SHA256 JWS.
+    #[arg(long, env = "IDENTITY_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub identity_signing_key_file: Option<PathBuf>,
 
     /// Send the apache headers with underscores (SSL_CLIENT_S_DN) instead
     /// of hyphens (SSL-Client-S-DN).

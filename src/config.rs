@@ -63,6 +63,10 @@ pub enum ConfigError {
         "--forward-client-cert is set but there is no --upstream to forward to; set UPSTREAM=http://HOST:PORT"
     )]
     FormatsWithoutUpstream,
+    #[error(
+        "the `signed` identity format and --identity-signing-key-file / IDENTITY_SIGNING_KEY_FILE go together: give both or neither"
+    )]
+    SignedNeedsKey,
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -97,6 +101,8 @@ pub struct UpstreamConfig {
     pub apache: ApacheOptions,
     pub ca: Option<PathBuf>,
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// The `signed` format's HMAC key file (`X-Client-Identity`).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -113,11 +119,26 @@ impl ServeConfig {
         if policy.restricts() && client_auth == ClientAuthMode::Off {
             return Err(ConfigError::AllowlistWithoutClientAuth);
         }
+        // `signed` is not a header family of another system: it needs a key.
+        let mut signed = false;
         let formats = match args.forward_client_cert.as_deref() {
-            Some(list) => HeaderFormat::parse_list(list)
-                .map_err(|err| ConfigError::ForwardFormat(err.to_string()))?,
+            Some(list) => {
+                let others: Vec<&str> = list
+                    .split(',')
+                    .filter(|item| {
+                        let is_signed = item.trim().eq_ignore_ascii_case("signed");
+                        signed |= is_signed;
+                        !is_signed
+                    })
+                    .collect();
+                HeaderFormat::parse_list(&others.join(","))
+                    .map_err(|err| ConfigError::ForwardFormat(err.to_string()))?
+            }
             None => Vec::new(),
         };
+        if signed != args.identity_signing_key_file.is_some() {
+            return Err(ConfigError::SignedNeedsKey);
+        }
         let upstream = match args.upstream {
             Some(url) => Some(UpstreamConfig {
                 url: url
@@ -131,8 +152,11 @@ impl ServeConfig {
                 },
                 ca: args.upstream_ca,
                 identity: args.upstream_cert.zip(args.upstream_key),
+                signing_key_file: args.identity_signing_key_file,
             }),
-            None if !formats.is_empty() => return Err(ConfigError::FormatsWithoutUpstream),
+            None if !formats.is_empty() || signed => {
+                return Err(ConfigError::FormatsWithoutUpstream);
+            }
             None => None,
         };
         Ok(ServeConfig {

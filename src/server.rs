@@ -26,6 +26,7 @@ use crate::http::{Body, Routes, refuse};
 use crate::identity::ConnectionInfo;
 use crate::metrics::Metrics;
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
+use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
 use crate::rejection::Rejection;
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
@@ -42,6 +43,8 @@ pub enum ServeError {
     Tls(#[from] TlsConfigError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
     #[error("cannot listen on {addr} ({flag}): {cause}; {hint}")]
     Bind {
         addr: SocketAddr,
@@ -105,6 +108,10 @@ impl Server {
                         .as_ref()
                         .map(|(cert, key)| (cert.as_path(), key.as_path())),
                 )?,
+                signing_key: match &upstream.signing_key_file {
+                    Some(path) => Some(Arc::new(SigningKey::from_file(path)?)),
+                    None => None,
+                },
             })?),
             None => None,
         };
@@ -189,7 +196,10 @@ impl Server {
 fn log_startup(config: &ServeConfig, addr: SocketAddr) {
     info!("listening on https://{addr}");
     if let Some(upstream) = &config.upstream {
-        let formats: Vec<&str> = upstream.formats.iter().map(|f| f.name()).collect();
+        let mut formats: Vec<&str> = upstream.formats.iter().map(|f| f.name()).collect();
+        if upstream.signing_key_file.is_some() {
+            formats.push("signed");
+        }
         info!(
             "forwarding to {} (identity headers: {})",
             upstream.url,

@@ -26,6 +26,7 @@ fn proxied(pki: &TestPki, mode: ClientAuthMode, upstream: &str, formats: &str) -
         apache: ApacheOptions::default(),
         ca: None,
         identity: None,
+        signing_key_file: None,
     });
     config
 }
@@ -481,4 +482,121 @@ async fn the_apache_demo_flask_app_greets_the_client() {
     let answer = answer.unwrap();
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body, "Hello client!");
+}
+
+#[tokio::test]
+async fn the_signed_identity_verifies_with_the_shared_key_in_rust_and_pyjwt() {
+    let pki = TestPki::new();
+    let key: Vec<u8> = (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    std::fs::write(pki.path("identity.key"), &key).unwrap();
+    let upstream = EchoUpstream::start().await;
+    let mut config = proxied(&pki, ClientAuthMode::Required, &upstream.url(), "");
+    config.upstream.as_mut().unwrap().signing_key_file = Some(pki.path("identity.key"));
+    let server = TestServer::start(config).await;
+
+    let options = ClientOptions::new(&pki).identity(pki.client());
+    let answer = request_with_headers(server.addr, &options, "POST", "/api/items?x=1", &[])
+        .await
+        .unwrap();
+    let echo = answer.json();
+    let tokens = received(&echo, "x-client-identity");
+    assert_eq!(tokens.len(), 1);
+    let token = tokens[0];
+
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims = ["exp", "iat", "sub", "iss"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&key),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    let details = CertDetails::from_der(&client_der(&pki)).unwrap();
+    assert_eq!(claims["iss"], "mtls");
+    assert_eq!(claims["sub"], "CN=client");
+    assert_eq!(claims["cert_issuer"], "CN=mtls development CA");
+    assert_eq!(claims["fingerprint_sha256"], details.fingerprints.sha256);
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], "/api/items?x=1");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        30
+    );
+
+    // A wrong key does not verify.
+    let wrong = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(b"another key of thirty-two bytes!"),
+        &validation,
+    );
+    assert!(wrong.is_err());
+
+    // The README's Python recipe, with PyJWT.
+    let has_pyjwt = std::process::Command::new("python3")
+        .args(["-c", "import jwt"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyjwt {
+        eprintln!(
+            "SKIPPED: PyJWT is not installed (pip install pyjwt); the Python check did not run"
+        );
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import jwt, sys\nkey = open(sys.argv[2], 'rb').read().rstrip(b'\\r\\n')\nclaims = jwt.decode(sys.argv[1], key, algorithms=['HS256'])\nassert claims['htm'] == 'POST' and claims['htu'] == '/api/items?x=1'\nprint(claims['sub'])",
+            token,
+        ])
+        .arg(pki.path("identity.key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CN=client");
+}
+
+#[test]
+fn the_signed_format_needs_a_long_enough_key() {
+    let pki = TestPki::new();
+    std::fs::write(pki.path("short.key"), "tooshort").unwrap();
+    let run = |args: &[&str]| {
+        mtls_command(pki.dir.path())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "http://127.0.0.1:9",
+            ])
+            .args(args)
+            .env("SERVER_CERT", "server.crt")
+            .env("SERVER_KEY", "server.key")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--forward-client-cert", "signed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--identity-signing-key-file"));
+    let out = run(&[
+        "--forward-client-cert",
+        "signed",
+        "--identity-signing-key-file",
+        "short.key",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has 8 bytes; use at least 32 random bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

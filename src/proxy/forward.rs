@@ -24,6 +24,7 @@ use super::identity_headers::{
     ApacheOptions, ClientCertificate, HeaderFormat, VerifyState, identity_headers,
     strip_identity_headers,
 };
+use super::signed_identity::{self, SigningKey};
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
 
@@ -41,6 +42,8 @@ pub struct UpstreamSettings {
     pub apache: ApacheOptions,
     /// TLS settings for an https upstream (trust and client identity).
     pub tls: Arc<rustls::ClientConfig>,
+    /// With the `signed` format: the key for `X-Client-Identity`.
+    pub signing_key: Option<Arc<SigningKey>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,24 @@ impl Upstream {
             identity_headers(&self.settings.formats, &self.settings.apache, &state, None)
         {
             req.headers_mut().append(name, value);
+        }
+        if let (Some(key), VerifyState::Success(client)) = (&self.settings.signing_key, &state)
+            && let Some(leaf) = client.chain.first()
+        {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            if let Some((name, value)) = signed_identity::identity_header(
+                key,
+                client.details,
+                leaf,
+                req.method().as_str(),
+                target,
+            ) {
+                req.headers_mut().insert(name, value);
+            }
         }
         if let Some(authority) = &original_authority
             && !req.headers().contains_key(header::HOST)

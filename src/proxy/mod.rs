@@ -2,3 +2,4 @@
 
 pub mod forward;
 pub mod identity_headers;
+pub mod signed_identity;
