@@ -53,6 +53,72 @@ pub enum Command {
     /// Validate a certificate chain offline, exactly as `mtls serve` does.
     /// Exit 0 valid, 1 invalid, 2 bad usage or unreadable input.
     Verify(VerifyArgs),
+    /// Make one HTTPS request with a client certificate (curl-like)
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The URL to request: https://HOST[:PORT][/PATH].
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// CA certificates that may issue the server's certificate (PEM bundle
+    /// or DER) [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM chain, leaf first, or DER).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1; or DER).
+    #[arg(long, value_name = "FILE", requires = "cert", conflicts_with = "p12")]
+    pub key: Option<PathBuf>,
+
+    /// Client certificate and key as a PKCS#12 bundle (.p12/.pfx).
+    #[arg(long, value_name = "FILE")]
+    pub p12: Option<PathBuf>,
+
+    /// Environment variable holding the --p12 password (without it, the
+    /// password is asked for on the terminal).
+    #[arg(long, value_name = "VAR", requires = "p12")]
+    pub password_env: Option<String>,
+
+    /// HTTP method [default: POST with -d, else GET].
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Request body; `@FILE` sends a file's bytes, `@-` standard input.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+
+    /// Extra request header `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Print the connection, the server's chain, the client certificate
+    /// and the response head to standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Do not verify the server's certificate (for testing only).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Name to send as SNI and to check in the server's certificate
+    /// [default: the URL's host].
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Connect to ADDR for HOST:PORT instead of resolving HOST, as curl's
+    /// --resolve; repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Time allowed for the whole exchange, e.g. `10s`, `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +256,22 @@ pub struct ServeArgs {
     /// always removed, whatever is chosen.
     #[arg(long, env = "FORWARD_CLIENT_CERT", value_name = "FORMAT,...")]
     pub forward_client_cert: Option<String>,
+
+    /// Behind another TLS terminator: read the client certificate from its
+    /// header (azure: X-ARR-ClientCert, xfcc, nginx: X-SSL-Client-Cert),
+    /// only from --trusted-proxy peers, and validate it like a direct one.
+    #[arg(long, env = "TRUST_FORWARDED_CERT", value_name = "azure|xfcc|nginx")]
+    pub trust_forwarded_cert: Option<String>,
+
+    /// Address or CIDR of a proxy whose forwarded certificate header is
+    /// trusted; repeatable, or comma-separated in TRUSTED_PROXY.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXY",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxy: Vec<String>,
 
     /// Key file (32+ random bytes) for the `signed` format's
     /// `X-Client-Identity` HMAC-SHA256 JWS.

@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use crate::admin::parse_admin_listen;
 use crate::cli::ServeArgs;
 use crate::policy::{Policy, PolicyError};
+use crate::proxy::forwarded_cert::{ForwardedTrust, parse_proxy};
 use crate::proxy::identity_headers::{ApacheOptions, HeaderFormat};
 
 /// Whether and how the server asks clients for a certificate.
@@ -67,6 +68,8 @@ pub enum ConfigError {
         "the `signed` identity format and --identity-signing-key-file / IDENTITY_SIGNING_KEY_FILE go together: give both or neither"
     )]
     SignedNeedsKey,
+    #[error("{0}")]
+    Forwarded(String),
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -90,6 +93,8 @@ pub struct ServeConfig {
     pub strict_x509: bool,
     /// The app to forward to, when `mtls serve` fronts one.
     pub upstream: Option<UpstreamConfig>,
+    /// Client certificates forwarded by a trusted TLS terminator.
+    pub forwarded_trust: Option<ForwardedTrust>,
 }
 
 /// `--upstream` and its companions, as given.
@@ -119,6 +124,29 @@ impl ServeConfig {
         if policy.restricts() && client_auth == ClientAuthMode::Off {
             return Err(ConfigError::AllowlistWithoutClientAuth);
         }
+        let forwarded_trust = match &args.trust_forwarded_cert {
+            Some(format) => {
+                let format = format.parse().map_err(ConfigError::Forwarded)?;
+                let proxies = args
+                    .trusted_proxy
+                    .iter()
+                    .map(|p| parse_proxy(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ConfigError::Forwarded)?;
+                if proxies.is_empty() {
+                    return Err(ConfigError::Forwarded(
+                        "--trust-forwarded-cert needs --trusted-proxy CIDR: the header is trusted only from those peers".to_owned(),
+                    ));
+                }
+                if client_auth == ClientAuthMode::Off {
+                    return Err(ConfigError::Forwarded(
+                        "--trust-forwarded-cert needs CLIENT_AUTH=optional (or required with a proxy that presents a client certificate), so requests without a valid certificate are refused".to_owned(),
+                    ));
+                }
+                Some(ForwardedTrust { format, proxies })
+            }
+            None => None,
+        };
         // `signed` is not a header family of another system: it needs a key.
         let mut signed = false;
         let formats = match args.forward_client_cert.as_deref() {
@@ -174,6 +202,7 @@ impl ServeConfig {
             policy,
             strict_x509: args.strict_x509,
             upstream,
+            forwarded_trust,
         })
     }
 
@@ -193,6 +222,7 @@ impl ServeConfig {
             policy: Policy::default(),
             strict_x509: false,
             upstream: None,
+            forwarded_trust: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -22,10 +22,12 @@ use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
+use crate::http::json_response;
 use crate::http::{Body, Routes, refuse};
-use crate::identity::ConnectionInfo;
+use crate::identity::{ConnectionInfo, PeerIdentity, VerifiedClient};
 use crate::metrics::Metrics;
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
+use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
 use crate::rejection::Rejection;
 use crate::tls::client_auth::ClientTrust;
@@ -74,6 +76,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// When set, admitted requests go to the app instead of `routes`.
     upstream: Option<Upstream>,
+    /// When set, trusted proxies may forward the client certificate.
+    forwarded_trust: Option<ForwardedTrust>,
     handshake_timeout: Duration,
 }
 
@@ -129,6 +133,7 @@ impl Server {
             ),
             metrics,
             upstream,
+            forwarded_trust: config.forwarded_trust.clone(),
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
@@ -350,11 +355,31 @@ async fn linger_close(mut tcp: TcpStream) {
 impl Shared {
     /// Answers one request (admission, then the upstream or the built-in
     /// routes) and writes its access-log line.
-    async fn respond(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> Response<ProxyBody> {
+    async fn respond(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnectionInfo,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let version = req.version();
+        let forwarded_conn;
+        let conn = match self.forwarded_identity(&mut req, conn) {
+            Ok(Some(forwarded)) => {
+                forwarded_conn = forwarded;
+                &forwarded_conn
+            }
+            Ok(None) => conn,
+            Err(malformed) => {
+                warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
+                self.metrics.request(400);
+                return boxed(json_response(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
+                ));
+            }
+        };
         let response = match self.routes.admit_request(&req, conn) {
             Err(rejection) => boxed(refuse(&req, &rejection)),
             Ok(admission) => match &self.upstream {
@@ -376,6 +401,43 @@ impl Shared {
             "request"
         );
         response
+    }
+}
+
+impl Shared {
+    /// With `--trust-forwarded-cert`: the identity a trusted proxy forwarded,
+    /// verified exactly like a direct certificate. The header is removed in
+    /// every case, so it never reaches the app as such.
+    fn forwarded_identity(
+        &self,
+        req: &mut Request<Incoming>,
+        conn: &ConnectionInfo,
+    ) -> Result<Option<ConnectionInfo>, MalformedHeader> {
+        let (Some(trust), Some(client_trust)) = (&self.forwarded_trust, &self.client_trust) else {
+            return Ok(None);
+        };
+        match trust.take(req.headers_mut(), conn.remote_addr.ip())? {
+            Forwarded::Absent => Ok(None),
+            Forwarded::Untrusted => {
+                warn!(
+                    peer = %conn.remote_addr,
+                    header = %trust.format.header(),
+                    "forwarded certificate header from a peer that is not a trusted proxy: ignored"
+                );
+                Ok(None)
+            }
+            Forwarded::Chain(chain) => {
+                let peer = match client_trust.verify(&chain) {
+                    Ok(()) => PeerIdentity::Verified(Box::new(VerifiedClient::new(chain))),
+                    Err(rejection) => PeerIdentity::Rejected(Box::new(rejection)),
+                };
+                Ok(Some(ConnectionInfo {
+                    remote_addr: conn.remote_addr,
+                    tls: conn.tls.clone(),
+                    peer,
+                }))
+            }
+        }
     }
 }
 

@@ -3,3 +3,4 @@
 pub mod forward;
 pub mod identity_headers;
 pub mod signed_identity;
+pub mod forwarded_cert;
