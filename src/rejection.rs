@@ -288,12 +288,6 @@ pub fn eku_name(purpose: &ExtendedKeyPurpose) -> String {
     }
 }
 
-pub fn unix_rfc3339(secs: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs as i64)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
+fn unix_rfc3339(secs: u64) -> String {
+    crate::cert::unix_rfc3339(secs as i64)
 }

@@ -1058,13 +1058,7 @@ fn unsigned_bits(bytes: &[u8]) -> usize {
 }
 
 fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
+    crate::cert::unix_rfc3339(secs)
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, ExtendedKeyPurpose, RootCertStore};
+use rustls::{CertificateError, RootCertStore};
 
 use crate::cert::{self, CertDetails};
+use crate::rejection::eku_name;
 use crate::tls;
 
 /// What the certificate must be good for.
@@ -298,28 +299,6 @@ pub fn reason(err: &rustls::Error, leaf: &CertificateDer<'_>) -> String {
     }
 }
 
-fn eku_name(purpose: &ExtendedKeyPurpose) -> String {
-    match purpose {
-        ExtendedKeyPurpose::ServerAuth => "serverAuth".to_owned(),
-        ExtendedKeyPurpose::ClientAuth => "clientAuth".to_owned(),
-        ExtendedKeyPurpose::Other(arcs) => {
-            let oid: Vec<String> = arcs.iter().map(usize::to_string).collect();
-            match oid.join(".").as_str() {
-                "1.3.6.1.5.5.7.3.3" => "codeSigning".to_owned(),
-                "1.3.6.1.5.5.7.3.4" => "emailProtection".to_owned(),
-                other => other.to_owned(),
-            }
-        }
-    }
-}
-
 fn unix_rfc3339(time: &UnixTime) -> String {
-    let secs = time.as_secs() as i64;
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
+    crate::cert::unix_rfc3339(time.as_secs() as i64)
 }

@@ -20,6 +20,13 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     dn::common_name(cert.subject())
 }
 
+/// Unix seconds as RFC 3339 UTC; the number itself when out of range.
+pub fn unix_rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(rfc3339)
+        .unwrap_or_else(|_| secs.to_string())
+}
+
 fn rfc3339(time: OffsetDateTime) -> String {
     // Formatting fails only for years outside 0..=9999, which X.509 cannot encode.
     time.format(&Rfc3339)
