@@ -53,6 +53,72 @@ pub enum Command {
     /// Validate a certificate chain offline, exactly as `mtls serve` does.
     /// Exit 0 valid, 1 invalid, 2 bad usage or unreadable input.
     Verify(VerifyArgs),
+    /// Make one HTTPS request with a client certificate (curl-like)
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The URL to request: https://HOST[:PORT][/PATH].
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// CA certificates that may issue the server's certificate (PEM bundle
+    /// or DER) [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM chain, leaf first, or DER).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1; or DER).
+    #[arg(long, value_name = "FILE", requires = "cert", conflicts_with = "p12")]
+    pub key: Option<PathBuf>,
+
+    /// Client certificate and key as a PKCS#12 bundle (.p12/.pfx).
+    #[arg(long, value_name = "FILE")]
+    pub p12: Option<PathBuf>,
+
+    /// Environment variable holding the --p12 password (without it, the
+    /// password is asked for on the terminal).
+    #[arg(long, value_name = "VAR", requires = "p12")]
+    pub password_env: Option<String>,
+
+    /// HTTP method [default: POST with -d, else GET].
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Request body; `@FILE` sends a file's bytes, `@-` standard input.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+
+    /// Extra request header `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Print the connection, the server's chain, the client certificate
+    /// and the response head to standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Do not verify the server's certificate (for testing only).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Name to send as SNI and to check in the server's certificate
+    /// [default: the URL's host].
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Connect to ADDR for HOST:PORT instead of resolving HOST, as curl's
+    /// --resolve; repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Time allowed for the whole exchange, e.g. `10s`, `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +310,20 @@ pub struct ServeArgs {
     )]
     pub upstream_key: Option<PathBuf>,
 
+    /// Client certificate and key for an mTLS upstream as a PKCS#12 bundle,
+    /// read into memory only.
+    #[arg(
+        long,
+        env = "UPSTREAM_P12",
+        value_name = "FILE",
+        conflicts_with = "upstream_cert"
+    )]
+    pub upstream_p12: Option<PathBuf>,
+
+    /// Environment variable holding the --upstream-p12 password.
+    #[arg(long, env = "UPSTREAM_P12_PASSWORD_ENV", value_name = "VAR")]
+    pub upstream_p12_password_env: Option<String>,
+
     /// Also refuse client chains that break RFC 5280 rules rustls-webpki
     /// does not enforce (as `mtls verify --strict`).
     #[arg(long, env = "STRICT_X509")]
@@ -292,13 +372,32 @@ pub struct PkiDirArgs {
 
 #[derive(Debug, Args)]
 pub struct PkiClientArgs {
-    /// Common name of the client; the files are NAME.crt and NAME.key.
+    /// Common name of the client; the files are NAME.crt, NAME.key and
+    /// NAME.p12.
     pub name: String,
     #[command(flatten)]
     pub dir: PkiDirArgs,
-    /// Overwrite an existing NAME.crt / NAME.key.
+    /// Overwrite an existing NAME.crt / NAME.key / NAME.p12.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub p12: PkiP12Args,
+}
+
+/// The PKCS#12 bundle (NAME.p12: certificate, key and CA certificate)
+/// written for every client, for browsers and keychains.
+#[derive(Debug, Args)]
+pub struct PkiP12Args {
+    /// Environment variable holding the password of the .p12 bundles
+    /// [default: a random password for each bundle, printed once].
+    #[arg(long, value_name = "VAR")]
+    pub p12_password_env: Option<String>,
+
+    /// Encrypt the .p12 bundles with 3DES and a SHA-1 MAC instead of
+    /// AES-256-CBC, PBKDF2-HMAC-SHA256 and a SHA-256 MAC, for older macOS
+    /// and Windows importers.
+    #[arg(long)]
+    pub p12_legacy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -320,13 +419,16 @@ pub struct PkiInitArgs {
     pub domain: String,
 
     /// A client certificate to issue with this common name, written as
-    /// NAME.crt and NAME.key; repeatable. [default: client]
+    /// NAME.crt, NAME.key and NAME.p12; repeatable. [default: client]
     #[arg(long = "client", value_name = "NAME")]
     pub clients: Vec<String>,
 
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+
+    #[command(flatten)]
+    pub p12: PkiP12Args,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.

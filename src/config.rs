@@ -12,6 +12,7 @@ use crate::cli::ServeArgs;
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::forwarded_cert::{ForwardedTrust, parse_proxy};
 use crate::proxy::identity_headers::{ApacheOptions, HeaderFormat};
+use crate::tls::UpstreamIdentity;
 
 /// Whether and how the server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +71,8 @@ pub enum ConfigError {
     SignedNeedsKey,
     #[error("{0}")]
     Forwarded(String),
+    #[error("{0}")]
+    UpstreamP12(String),
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -105,7 +108,7 @@ pub struct UpstreamConfig {
     pub formats: Vec<HeaderFormat>,
     pub apache: ApacheOptions,
     pub ca: Option<PathBuf>,
-    pub identity: Option<(PathBuf, PathBuf)>,
+    pub identity: Option<UpstreamIdentity>,
     /// The `signed` format's HMAC key file (`X-Client-Identity`).
     pub signing_key_file: Option<PathBuf>,
 }
@@ -179,7 +182,12 @@ impl ServeConfig {
                     legacy_dn: args.apache_legacy_dn,
                 },
                 ca: args.upstream_ca,
-                identity: args.upstream_cert.zip(args.upstream_key),
+                identity: upstream_identity(
+                    args.upstream_cert,
+                    args.upstream_key,
+                    args.upstream_p12,
+                    args.upstream_p12_password_env.as_deref(),
+                )?,
                 signing_key_file: args.identity_signing_key_file,
             }),
             None if !formats.is_empty() || signed => {
@@ -224,6 +232,36 @@ impl ServeConfig {
             upstream: None,
             forwarded_trust: None,
         }
+    }
+}
+
+/// `--upstream-cert`/`--upstream-key`, or `--upstream-p12` with its password
+/// from the named environment variable.
+fn upstream_identity(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    p12: Option<PathBuf>,
+    password_env: Option<&str>,
+) -> Result<Option<UpstreamIdentity>, ConfigError> {
+    match (cert.zip(key), p12) {
+        (Some((cert, key)), None) => Ok(Some(UpstreamIdentity::Files { cert, key })),
+        (None, Some(path)) => {
+            let variable = password_env.ok_or_else(|| {
+                ConfigError::UpstreamP12(
+                    "--upstream-p12 needs --upstream-p12-password-env VAR naming the variable that holds its password".to_owned(),
+                )
+            })?;
+            let password = std::env::var(variable).map_err(|_| {
+                ConfigError::UpstreamP12(format!(
+                    "--upstream-p12-password-env names `{variable}`, which is not set"
+                ))
+            })?;
+            Ok(Some(UpstreamIdentity::Pkcs12 { path, password }))
+        }
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ConfigError::UpstreamP12(
+            "give --upstream-cert/--upstream-key or --upstream-p12, not both".to_owned(),
+        )),
     }
 }
 

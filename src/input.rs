@@ -41,6 +41,11 @@ pub enum InputError {
     BadPkcs12 { path: PathBuf, detail: String },
     #[error("`{path}` holds no CRL (expected `BEGIN X509 CRL` or DER)", path = .path.display())]
     NoCrl { path: PathBuf },
+    #[error(
+        "`{path}`: the PKCS#12 bundle holds no private key (only certificates); a client identity needs the key too: export both with `openssl pkcs12 -export -in CERT -inkey KEY -out {path}`",
+        path = .path.display()
+    )]
+    NoPrivateKeyInPkcs12 { path: PathBuf },
 }
 
 /// Reads a file, or standard input for `-`.
@@ -201,6 +206,82 @@ fn pkcs12_certificates(
         }
     }
     Ok(certs)
+}
+
+/// A client identity from a PKCS#12 bundle (`.p12`/`.pfx`, modern AES or
+/// legacy 3DES/RC2): the certificate chain of the first private-key entry,
+/// leaf first, and its PKCS#8 private key. Everything stays in memory.
+pub fn pkcs12_identity(
+    path: &Path,
+    bytes: &[u8],
+    password: &str,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    InputError,
+> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(InputError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    if !looks_like_pkcs12(bytes) {
+        let detail = if is_pem(bytes) {
+            "it is PEM; pass PEM files with --cert and --key instead"
+        } else {
+            "it does not start with a PKCS#12 (PFX version 3) structure"
+        };
+        return Err(InputError::BadPkcs12 {
+            path: path.to_owned(),
+            detail: detail.to_owned(),
+        });
+    }
+    let store = KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Relaxed).map_err(
+        |err| match err {
+            p12_keystore::error::Error::MacError(_) => InputError::WrongPassword {
+                path: path.to_owned(),
+            },
+            other => InputError::BadPkcs12 {
+                path: path.to_owned(),
+                detail: other.to_string(),
+            },
+        },
+    )?;
+    // Entries are ordered by alias; a key that came with its certificate
+    // is preferred over a stray key without one.
+    let chains: Vec<_> = store
+        .entries()
+        .filter_map(|(_, entry)| match entry {
+            KeyStoreEntry::PrivateKeyChain(chain) => Some(chain),
+            _ => None,
+        })
+        .collect();
+    let Some(chain) = chains
+        .iter()
+        .find(|chain| !chain.certs().is_empty())
+        .or(chains.first())
+    else {
+        return Err(InputError::NoPrivateKeyInPkcs12 {
+            path: path.to_owned(),
+        });
+    };
+    if chain.certs().is_empty() {
+        return Err(InputError::BadPkcs12 {
+            path: path.to_owned(),
+            detail: "the private key has no certificate in the bundle".to_owned(),
+        });
+    }
+    let certs = chain
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        chain.key().as_der().to_vec(),
+    ));
+    Ok((certs, key))
 }
 
 #[cfg(test)]

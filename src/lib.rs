@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cert;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod identity;

@@ -57,5 +57,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(args) => commands::health::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Client(args) => commands::client::run(args),
     }
 }

@@ -59,6 +59,8 @@ pub enum PkiError {
     BadCrl { path: PathBuf, cause: String },
     #[error("cannot sign the CRL: {0}")]
     SignCrl(rcgen::Error),
+    #[error("cannot make the PKCS#12 bundle for `{name}`: {cause}")]
+    Pkcs12 { name: String, cause: String },
 }
 
 /// A certificate and its private key, PEM encoded.
@@ -263,6 +265,8 @@ pub struct InitOptions {
     pub domain: String,
     pub clients: Vec<String>,
     pub force: bool,
+    /// Also write `NAME.p12` (certificate, key and CA) for every client.
+    pub p12: Option<P12Options>,
 }
 
 /// One file written by `init`.
@@ -270,6 +274,9 @@ pub struct InitOptions {
 pub struct WrittenFile {
     pub path: PathBuf,
     pub private: bool,
+    /// Set for a PKCS#12 bundle: how it is encrypted, and the password when
+    /// it was generated (to be shown to the user once).
+    pub p12: Option<P12Written>,
 }
 
 /// Creates the CA, the server certificate and the client certificates in
@@ -289,7 +296,7 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
 
     let mut stems = vec!["ca".to_owned(), "server".to_owned()];
     stems.extend(clients.iter().cloned());
-    let targets: Vec<PathBuf> = stems
+    let mut targets: Vec<PathBuf> = stems
         .iter()
         .flat_map(|stem| {
             [
@@ -298,6 +305,9 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
             ]
         })
         .collect();
+    if options.p12.is_some() {
+        targets.extend(clients.iter().map(|name| p12_path(&options.dir, name)));
+    }
     if !options.force {
         let existing: Vec<PathBuf> = targets.iter().filter(|p| p.exists()).cloned().collect();
         if !existing.is_empty() {
@@ -322,6 +332,20 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
     for name in &clients {
         bundles.push((name.clone(), ca.issue(&LeafSpec::client(name))?));
     }
+    // Encode the bundles before writing anything, so a failure leaves no
+    // half-written PKI behind.
+    let mut p12_files = Vec::new();
+    if let Some(p12) = &options.p12 {
+        for (name, issued) in bundles.iter().skip(2) {
+            p12_files.push(encode_client_p12(
+                &options.dir,
+                name,
+                issued,
+                ca.cert_pem(),
+                p12,
+            )?);
+        }
+    }
 
     fs::create_dir_all(&options.dir).map_err(|cause| PkiError::Write {
         path: options.dir.clone(),
@@ -334,13 +358,18 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
         written.push(WrittenFile {
             path: cert_path,
             private: false,
+            p12: None,
         });
         let key_path = options.dir.join(format!("{stem}.key"));
         write_file(&key_path, issued.key_pem.as_bytes(), 0o600, options.force)?;
         written.push(WrittenFile {
             path: key_path,
             private: true,
+            p12: None,
         });
+    }
+    for file in p12_files {
+        written.push(file.write(options.force)?);
     }
     Ok(written)
 }
@@ -398,6 +427,17 @@ pub fn load_authority(dir: &Path) -> Result<Authority, PkiError> {
 
 /// Issues one more client certificate from the CA in `dir`.
 pub fn add_client(dir: &Path, name: &str, force: bool) -> Result<Vec<WrittenFile>, PkiError> {
+    add_client_with_p12(dir, name, force, None)
+}
+
+/// Issues one more client certificate from the CA in `dir`, and with `p12`
+/// also its `NAME.p12` bundle.
+pub fn add_client_with_p12(
+    dir: &Path,
+    name: &str,
+    force: bool,
+    p12: Option<&P12Options>,
+) -> Result<Vec<WrittenFile>, PkiError> {
     if !is_file_safe(name) || name == "ca" || name == "server" || name == "crl" {
         return Err(PkiError::BadClientName(name.to_owned()));
     }
@@ -405,8 +445,10 @@ pub fn add_client(dir: &Path, name: &str, force: bool) -> Result<Vec<WrittenFile
     let cert_path = dir.join(format!("{name}.crt"));
     let key_path = dir.join(format!("{name}.key"));
     if !force {
-        let existing: Vec<PathBuf> = [&cert_path, &key_path]
+        let bundle_path = p12.map(|_| p12_path(dir, name));
+        let existing: Vec<PathBuf> = [Some(&cert_path), Some(&key_path), bundle_path.as_ref()]
             .into_iter()
+            .flatten()
             .filter(|p| p.exists())
             .cloned()
             .collect();
@@ -415,18 +457,27 @@ pub fn add_client(dir: &Path, name: &str, force: bool) -> Result<Vec<WrittenFile
         }
     }
     let issued = ca.issue(&LeafSpec::client(name))?;
+    let bundle = p12
+        .map(|options| encode_client_p12(dir, name, &issued, ca.cert_pem(), options))
+        .transpose()?;
     write_file(&cert_path, issued.cert_pem.as_bytes(), 0o644, force)?;
     write_file(&key_path, issued.key_pem.as_bytes(), 0o600, force)?;
-    Ok(vec![
+    let mut written = vec![
         WrittenFile {
             path: cert_path,
             private: false,
+            p12: None,
         },
         WrittenFile {
             path: key_path,
             private: true,
+            p12: None,
         },
-    ])
+    ];
+    if let Some(bundle) = bundle {
+        written.push(bundle.write(force)?);
+    }
+    Ok(written)
 }
 
 /// What `revoke` and `refresh_crl` wrote.
@@ -535,4 +586,290 @@ fn existing_crl(path: &Path) -> Result<(CrlEntries, u64), PkiError> {
         .and_then(|n| u64::try_from(n.clone()).ok())
         .unwrap_or(0);
     Ok((entries, number))
+}
+
+/// How a PKCS#12 bundle is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum P12Encryption {
+    /// AES-256-CBC with PBKDF2-HMAC-SHA256 for the key and the certificates,
+    /// and an HMAC-SHA256 MAC: what OpenSSL 3 writes by default.
+    #[default]
+    Modern,
+    /// pbeWithSHAAnd3-KeyTripleDES-CBC and an HMAC-SHA1 MAC, for importers
+    /// that know nothing newer (older macOS Keychain, Windows before
+    /// Server 2019 / Windows 10 1709).
+    Legacy,
+}
+
+impl P12Encryption {
+    /// Key derivation iterations: p12-keystore's (and Java's) default for
+    /// the modern scheme, OpenSSL's historical default for the legacy one.
+    const fn iterations(self) -> u32 {
+        match self {
+            P12Encryption::Modern => 10_000,
+            P12Encryption::Legacy => 2048,
+        }
+    }
+
+    /// The algorithms, in words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            P12Encryption::Modern => "AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC",
+            P12Encryption::Legacy => "legacy 3DES, SHA-1 MAC",
+        }
+    }
+}
+
+/// A password. Its `Debug` output never shows it, so it cannot end up in a
+/// log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+/// Characters of generated passwords: letters and digits without the ones
+/// that are easy to confuse (0/O, 1/l/I), so it can be typed from a screen.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+/// 24 characters of 57: about 140 bits.
+const PASSWORD_LENGTH: usize = 24;
+
+impl Password {
+    pub fn new(text: impl Into<String>) -> Self {
+        Password(text.into())
+    }
+
+    /// A random password from the operating system-seeded CSPRNG that
+    /// p12-keystore itself uses for salts and IVs.
+    pub fn generate() -> Self {
+        // Bytes at or above the largest multiple of the alphabet size are
+        // dropped, so every character is equally likely.
+        let limit = 256 - 256 % PASSWORD_ALPHABET.len();
+        let mut text = String::with_capacity(PASSWORD_LENGTH);
+        while text.len() < PASSWORD_LENGTH {
+            let bytes: [u8; 32] = p12_keystore::rand::random();
+            for byte in bytes.map(usize::from) {
+                if byte < limit && text.len() < PASSWORD_LENGTH {
+                    text.push(char::from(
+                        PASSWORD_ALPHABET[byte % PASSWORD_ALPHABET.len()],
+                    ));
+                }
+            }
+        }
+        Password(text)
+    }
+
+    /// The password itself, for the one place that must show or use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Where the password of the `.p12` bundles comes from.
+#[derive(Debug, Clone)]
+pub enum P12Password {
+    /// The same given password for every bundle.
+    Given(Password),
+    /// A new random password for each bundle, returned in [`P12Written`].
+    Generate,
+}
+
+/// Options for writing `NAME.p12` next to `NAME.crt` and `NAME.key`.
+#[derive(Debug, Clone)]
+pub struct P12Options {
+    pub password: P12Password,
+    pub encryption: P12Encryption,
+}
+
+/// What was written as a PKCS#12 bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P12Written {
+    pub encryption: P12Encryption,
+    /// The password, when it was generated: show it to the user once.
+    pub generated_password: Option<Password>,
+}
+
+/// The path of the PKCS#12 bundle of client `name` in `dir`.
+pub fn p12_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.p12"))
+}
+
+/// A PKCS#12 bundle of `issued` (its certificate and PKCS#8 private key)
+/// with the certificates of `chain_pem` (intermediates, then the root) as
+/// its chain, under the friendly name `alias`, encrypted with `password`.
+pub fn pkcs12_bundle(
+    alias: &str,
+    issued: &Issued,
+    chain_pem: &str,
+    password: &Password,
+    encryption: P12Encryption,
+) -> Result<Vec<u8>, PkiError> {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+        PrivateKeyChain,
+    };
+    use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+    use sha1::{Digest, Sha1};
+
+    let fail = |cause: String| PkiError::Pkcs12 {
+        name: alias.to_owned(),
+        cause,
+    };
+    if password.expose().is_empty() {
+        return Err(fail("the password is empty".to_owned()));
+    }
+    let leaf = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+        .map_err(|err| fail(format!("certificate: {err}")))?;
+    let mut ders = vec![leaf];
+    for cert in CertificateDer::pem_slice_iter(chain_pem.as_bytes()) {
+        ders.push(cert.map_err(|err| fail(format!("chain: {err}")))?);
+    }
+    let certs = ders
+        .iter()
+        .map(|der| Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| fail(format!("certificate: {err}")))?;
+    let key_der = PrivatePkcs8KeyDer::from_pem_slice(issued.key_pem.as_bytes())
+        .map_err(|err| fail(format!("private key (PKCS#8 expected): {err}")))?;
+    let key = PrivateKey::from_der(key_der.secret_pkcs8_der())
+        .map_err(|err| fail(format!("private key: {err}")))?;
+    // The usual local key ID: the SHA-1 of the certificate, which ties the
+    // key bag to its certificate bag.
+    let local_key_id = Sha1::digest(ders[0].as_ref()).to_vec();
+
+    let mut store = KeyStore::new();
+    store.add_entry(
+        alias,
+        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
+    );
+    let (cipher, mac) = match encryption {
+        P12Encryption::Modern => (
+            EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
+            MacAlgorithm::HmacSha256,
+        ),
+        P12Encryption::Legacy => (
+            EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc,
+            MacAlgorithm::HmacSha1,
+        ),
+    };
+    store
+        .writer(password.expose())
+        .encryption_algorithm(cipher)
+        .encryption_iterations(encryption.iterations())
+        .mac_algorithm(mac)
+        .mac_iterations(encryption.iterations())
+        .write()
+        .map_err(|err| fail(err.to_string()))
+}
+
+/// A PKCS#12 bundle encoded but not written yet.
+struct PendingP12 {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    written: P12Written,
+}
+
+impl PendingP12 {
+    fn write(self, overwrite: bool) -> Result<WrittenFile, PkiError> {
+        write_file(&self.path, &self.bytes, 0o600, overwrite)?;
+        Ok(WrittenFile {
+            path: self.path,
+            private: true,
+            p12: Some(self.written),
+        })
+    }
+}
+
+fn encode_client_p12(
+    dir: &Path,
+    name: &str,
+    issued: &Issued,
+    ca_cert_pem: &str,
+    options: &P12Options,
+) -> Result<PendingP12, PkiError> {
+    let (password, generated) = match &options.password {
+        P12Password::Given(password) => (password.clone(), false),
+        P12Password::Generate => (Password::generate(), true),
+    };
+    let bytes = pkcs12_bundle(name, issued, ca_cert_pem, &password, options.encryption)?;
+    Ok(PendingP12 {
+        path: p12_path(dir, name),
+        bytes,
+        written: P12Written {
+            encryption: options.encryption,
+            generated_password: generated.then_some(password),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_distinct_and_typeable() {
+        let first = Password::generate();
+        let second = Password::generate();
+        assert_eq!(first.expose().len(), PASSWORD_LENGTH);
+        assert!(
+            first
+                .expose()
+                .bytes()
+                .all(|b| PASSWORD_ALPHABET.contains(&b))
+        );
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let password = Password::new("hunter2-secret");
+        let options = P12Options {
+            password: P12Password::Given(password.clone()),
+            encryption: P12Encryption::Modern,
+        };
+        for text in [format!("{password:?}"), format!("{options:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bundle_opens_with_its_password_only_and_holds_key_and_chain() {
+        let ca = Authority::generate("bundle test CA").unwrap();
+        let issued = ca.issue(&LeafSpec::client("alice")).unwrap();
+        let password = Password::new("correct horse");
+        for encryption in [P12Encryption::Modern, P12Encryption::Legacy] {
+            let bytes =
+                pkcs12_bundle("alice", &issued, ca.cert_pem(), &password, encryption).unwrap();
+            let store = p12_keystore::KeyStore::from_pkcs12(
+                &bytes,
+                "correct horse",
+                p12_keystore::Pkcs12ImportPolicy::Strict,
+            )
+            .unwrap();
+            let (alias, chain) = store.private_key_chain().expect("a key entry");
+            assert_eq!(alias, "alice");
+            assert_eq!(chain.certs().len(), 2, "leaf and CA");
+            assert!(chain.certs()[0].subject().contains("alice"));
+            assert!(chain.certs()[1].subject().contains("bundle test CA"));
+            assert!(
+                p12_keystore::KeyStore::from_pkcs12(
+                    &bytes,
+                    "wrong",
+                    p12_keystore::Pkcs12ImportPolicy::Strict
+                )
+                .is_err()
+            );
+        }
+        let empty = pkcs12_bundle(
+            "alice",
+            &issued,
+            ca.cert_pem(),
+            &Password::new(""),
+            P12Encryption::Modern,
+        );
+        assert!(matches!(empty, Err(PkiError::Pkcs12 { .. })));
+    }
 }

@@ -107,10 +107,7 @@ impl Server {
                 apache: upstream.apache,
                 tls: tls::upstream_client_config(
                     upstream.ca.as_deref(),
-                    upstream
-                        .identity
-                        .as_ref()
-                        .map(|(cert, key)| (cert.as_path(), key.as_path())),
+                    upstream.identity.as_ref(),
                 )?,
                 signing_key: match &upstream.signing_key_file {
                     Some(path) => Some(Arc::new(SigningKey::from_file(path)?)),

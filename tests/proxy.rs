@@ -409,7 +409,10 @@ async fn an_mtls_upstream_accepts_the_proxys_client_identity() {
     let mut with_identity = proxied(&pki, ClientAuthMode::Off, &backend_url, "");
     let upstream = with_identity.upstream.as_mut().unwrap();
     upstream.ca = Some(pki.path("ca.crt"));
-    upstream.identity = Some((pki.path("client.crt"), pki.path("client.key")));
+    upstream.identity = Some(mtls::tls::UpstreamIdentity::Files {
+        cert: pki.path("client.crt"),
+        key: pki.path("client.key"),
+    });
     let proxy = TestServer::start(with_identity).await;
     let answer = get(proxy.addr, &ClientOptions::new(&pki), "/whoami")
         .await
@@ -598,5 +601,53 @@ fn the_signed_format_needs_a_long_enough_key() {
         String::from_utf8_lossy(&out.stderr).contains("has 8 bytes; use at least 32 random bytes"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn an_mtls_upstream_accepts_a_p12_identity_held_in_memory() {
+    let Some(openssl) = common::system_openssl() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let out = std::process::Command::new(openssl)
+        .current_dir(pki.dir.path())
+        .args([
+            "pkcs12",
+            "-export",
+            "-in",
+            "client.crt",
+            "-inkey",
+            "client.key",
+        ])
+        .args(["-passout", "pass:s3cret", "-out", "client.p12"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let backend = TestServer::start(pki.config(ClientAuthMode::Required)).await;
+    let backend_url = format!("https://127.0.0.1:{}", backend.addr.port());
+    let mut config = proxied(&pki, ClientAuthMode::Off, &backend_url, "");
+    let upstream = config.upstream.as_mut().unwrap();
+    upstream.ca = Some(pki.path("ca.crt"));
+    upstream.identity = Some(mtls::tls::UpstreamIdentity::Pkcs12 {
+        path: pki.path("client.p12"),
+        password: "s3cret".to_owned(),
+    });
+    let files_before: Vec<_> = std::fs::read_dir(pki.dir.path()).unwrap().collect();
+    let proxy = TestServer::start(config).await;
+    let answer = get(proxy.addr, &ClientOptions::new(&pki), "/whoami")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["identity"]["common_name"], "client");
+    let files_after: Vec<_> = std::fs::read_dir(pki.dir.path()).unwrap().collect();
+    assert_eq!(
+        files_before.len(),
+        files_after.len(),
+        "no PEM written to disk"
     );
 }

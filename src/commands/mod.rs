@@ -1,5 +1,6 @@
 //! One file per subcommand: read the arguments, call the library, print.
 
+pub mod client;
 pub mod health;
 pub mod inspect;
 pub mod pki;

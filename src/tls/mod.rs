@@ -59,6 +59,10 @@ pub enum TlsConfigError {
     Crl(#[from] crate::input::InputError),
     #[error("cannot build the TLS configuration: {0}")]
     Rustls(String),
+    #[error(transparent)]
+    ClientPkcs12(crate::input::InputError),
+    #[error("client identity `{path}` is not usable: {detail}", path = .path.display())]
+    ClientIdentity { path: PathBuf, detail: String },
 }
 
 /// A server configuration and, when client auth is on, the trust that
@@ -197,7 +201,7 @@ fn client_trust(
 /// upstreams that require mTLS themselves.
 pub fn upstream_client_config(
     ca: Option<&Path>,
-    identity: Option<(&Path, &Path)>,
+    identity: Option<&UpstreamIdentity>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     match ca {
@@ -228,9 +232,16 @@ pub fn upstream_client_config(
         .with_root_certificates(roots);
     // No ALPN here: hyper-rustls sets it from the enabled HTTP versions.
     let config = match identity {
-        Some((cert_path, key_path)) => {
-            let chain = pem::load_certificates(FileRole::UpstreamCert, cert_path)?;
-            let key = pem::load_private_key(FileRole::UpstreamKey, key_path)?;
+        Some(identity) => {
+            let (chain, key) = match identity {
+                UpstreamIdentity::Files { cert, key } => (
+                    pem::load_certificates(FileRole::UpstreamCert, cert)?,
+                    pem::load_private_key(FileRole::UpstreamKey, key)?,
+                ),
+                UpstreamIdentity::Pkcs12 { path, password } => {
+                    client_identity_from_pkcs12(path, password)?
+                }
+            };
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|err| TlsConfigError::UpstreamIdentity(err.to_string()))?
@@ -238,4 +249,74 @@ pub fn upstream_client_config(
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// The client identity mtls presents to an upstream that requires mTLS.
+#[derive(Clone)]
+pub enum UpstreamIdentity {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Read into memory only; never written out as PEM.
+    Pkcs12 {
+        path: PathBuf,
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for UpstreamIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamIdentity::Files { cert, key } => f
+                .debug_struct("Files")
+                .field("cert", cert)
+                .field("key", key)
+                .finish(),
+            // The password is never printed.
+            UpstreamIdentity::Pkcs12 { path, .. } => {
+                f.debug_struct("Pkcs12").field("path", path).finish()
+            }
+        }
+    }
+}
+
+/// A client identity (certificate chain, leaf first, and private key) from a
+/// PKCS#12 bundle, checked to be usable: the key is one rustls can sign
+/// with and it matches the leaf. The bundle is read into memory only; no
+/// PEM file is ever written.
+pub fn client_identity_from_pkcs12(
+    path: &Path,
+    password: &str,
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    TlsConfigError,
+> {
+    let bytes = crate::input::read(path).map_err(TlsConfigError::ClientPkcs12)?;
+    let (chain, key) = crate::input::pkcs12_identity(path, &bytes, password)
+        .map_err(TlsConfigError::ClientPkcs12)?;
+    let unusable = |detail: String| TlsConfigError::ClientIdentity {
+        path: path.to_owned(),
+        detail,
+    };
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|err| {
+            unusable(format!(
+                "{err}; use an ECDSA P-256/P-384, Ed25519 or RSA (2048 bits or more) key"
+            ))
+        })?;
+    match CertifiedKey::new(chain.clone(), signing_key).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
+            Ok((chain, key))
+        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(unusable(
+            "the private key does not belong to the first certificate".to_owned(),
+        )),
+        Err(other) => Err(unusable(other.to_string())),
+    }
 }

@@ -42,6 +42,7 @@ impl TestPki {
             domain: DOMAIN.to_owned(),
             clients: Vec::new(),
             force: false,
+            p12: None,
         })
         .expect("pki init");
 
