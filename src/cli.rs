@@ -346,6 +346,28 @@ pub struct ServeArgs {
     #[arg(long, env = "ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: String,
 
+    /// Open connections at most; beyond it new connections are closed at
+    /// once (counted in mtls_connections_refused_total).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request head; also how long an idle
+    /// HTTP/1.1 keep-alive connection waits for the next request.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Interval of HTTP/2 keep-alive pings on idle connections.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Largest request head accepted, in bytes (HTTP/1.1 and HTTP/2).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 65_536)]
+    pub max_header_bytes: usize,
+
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 100)]
+    pub max_streams: u32,
+
     /// Time in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

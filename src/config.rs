@@ -98,6 +98,35 @@ pub struct ServeConfig {
     pub upstream: Option<UpstreamConfig>,
     /// Client certificates forwarded by a trusted TLS terminator.
     pub forwarded_trust: Option<ForwardedTrust>,
+    pub limits: Limits,
+}
+
+/// Bounds that keep slow and hostile clients from exhausting the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// Time to send a request head, and to start the next one on an idle
+    /// HTTP/1.1 keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// HTTP/2 ping interval on idle connections.
+    pub idle_timeout: Duration,
+    /// Size of a request head (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_streams: 100,
+        }
+    }
 }
 
 /// `--upstream` and its companions, as given.
@@ -211,6 +240,13 @@ impl ServeConfig {
             strict_x509: args.strict_x509,
             upstream,
             forwarded_trust,
+            limits: Limits {
+                max_connections: args.max_connections.max(1),
+                header_read_timeout: args.header_read_timeout,
+                idle_timeout: args.idle_timeout,
+                max_header_bytes: args.max_header_bytes,
+                max_streams: args.max_streams,
+            },
         })
     }
 
@@ -231,6 +267,7 @@ impl ServeConfig {
             strict_x509: false,
             upstream: None,
             forwarded_trust: None,
+            limits: Limits::default(),
         }
     }
 }

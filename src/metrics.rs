@@ -35,6 +35,7 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     pub active_connections: Gauge,
+    refused_connections: Counter,
 }
 
 impl Default for Metrics {
@@ -64,12 +65,19 @@ impl Default for Metrics {
             "Established TLS connections",
             active_connections.clone(),
         );
+        let refused_connections = Counter::default();
+        registry.register(
+            "mtls_connections_refused",
+            "Connections closed at once because --max-connections was reached",
+            refused_connections.clone(),
+        );
         Metrics {
             registry,
             refusals,
             handshakes,
             requests,
             active_connections,
+            refused_connections,
         }
     }
 }
@@ -82,6 +90,10 @@ impl Metrics {
                 reason: reason.as_str().to_owned(),
             })
             .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.refused_connections.inc();
     }
 
     pub fn handshake(&self, result: &str) {

@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -33,8 +34,6 @@ use crate::rejection::Rejection;
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
 
-/// Time a client has to send a complete request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long, and how much, a rejected client is read from before closing.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 64 * 1024;
@@ -78,6 +77,9 @@ struct Shared {
     upstream: Option<Upstream>,
     /// When set, trusted proxies may forward the client certificate.
     forwarded_trust: Option<ForwardedTrust>,
+    /// One permit per open connection (`--max-connections`), taken before
+    /// the handshake so that idle or hostile clients cannot exhaust memory.
+    connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
 }
 
@@ -92,12 +94,21 @@ impl Server {
             None => None,
         };
 
+        let limits = &config.limits;
         let mut http = auto::Builder::new(TokioExecutor::new());
-        // Without a timer hyper silently skips the header-read timeout.
+        // Without a timer hyper silently skips the header-read timeout. The
+        // header-read timeout also bounds how long an idle keep-alive
+        // connection waits for its next request.
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        http.http2().timer(TokioTimer::new());
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(limits.max_streams)
+            .keep_alive_interval(Some(limits.idle_timeout))
+            .keep_alive_timeout(Duration::from_secs(20));
 
         let upstream = match &config.upstream {
             Some(upstream) => Some(Upstream::new(UpstreamSettings {
@@ -131,6 +142,7 @@ impl Server {
             metrics,
             upstream,
             forwarded_trust: config.forwarded_trust.clone(),
+            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
@@ -167,10 +179,22 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let shared = self.shared.clone();
-                        tokio::spawn(serve_connection(shared, tcp, peer, graceful.watcher()));
-                    }
+                    Ok((tcp, peer)) => match self.shared.connection_slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let shared = self.shared.clone();
+                            let watcher = graceful.watcher();
+                            tokio::spawn(async move {
+                                serve_connection(shared, tcp, peer, watcher).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            // Refused before any TLS work: closing is the cheapest answer.
+                            self.shared.metrics.connection_refused();
+                            debug!(peer = %peer, "connection refused: --max-connections reached");
+                            drop(tcp);
+                        }
+                    },
                     Err(err) => {
                         // Typically EMFILE; back off instead of spinning, keep serving.
                         warn!(error = %err, "accept failed");
