@@ -346,6 +346,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: String,
 
+    /// Reload the certificate, key, client CAs, CRLs and policy when their
+    /// files change (polled), besides on SIGHUP.
+    #[arg(long, env = "WATCH", default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub watch: bool,
+
+    /// How often --watch looks at the files.
+    #[arg(long, env = "WATCH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub watch_interval: Duration,
+
     /// Open connections at most; beyond it new connections are closed at
     /// once (counted in mtls_connections_refused_total).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]

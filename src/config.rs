@@ -92,6 +92,11 @@ pub struct ServeConfig {
     pub crls: Vec<PathBuf>,
     /// Public paths, allowlists and per-path rules.
     pub policy: Policy,
+    /// Where `policy` came from, to read it again on reload.
+    pub policy_source: PolicySource,
+    /// Poll the certificate, CA, CRL and policy files at this interval and
+    /// reload when they change; `None` reloads on SIGHUP only.
+    pub watch: Option<Duration>,
     /// RFC 5280 conformance checks on client chains beyond rustls-webpki.
     pub strict_x509: bool,
     /// The app to forward to, when `mtls serve` fronts one.
@@ -99,6 +104,30 @@ pub struct ServeConfig {
     /// Client certificates forwarded by a trusted TLS terminator.
     pub forwarded_trust: Option<ForwardedTrust>,
     pub limits: Limits,
+}
+
+/// The policy file and the Azure-style allowlist variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySource {
+    pub file: Option<PathBuf>,
+    pub common_names: Option<String>,
+    pub thumbprints: Option<String>,
+}
+
+impl PolicySource {
+    /// Reads the policy; with no source at all, `fallback` is kept (a
+    /// policy given programmatically survives a reload).
+    pub fn load(&self, fallback: &Policy) -> Result<Policy, PolicyError> {
+        if *self == PolicySource::default() {
+            return Ok(fallback.clone());
+        }
+        let mut policy = match &self.file {
+            Some(path) => Policy::from_file(path)?,
+            None => Policy::default(),
+        };
+        policy.add_env_allowlists(self.common_names.as_deref(), self.thumbprints.as_deref())?;
+        Ok(policy)
+    }
 }
 
 /// Bounds that keep slow and hostile clients from exhausting the server.
@@ -145,14 +174,12 @@ pub struct UpstreamConfig {
 impl ServeConfig {
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let client_auth = resolve_client_auth(args.client_auth, args.mtls_enabled.as_deref())?;
-        let mut policy = match &args.policy {
-            Some(path) => Policy::from_file(path)?,
-            None => Policy::default(),
+        let policy_source = PolicySource {
+            file: args.policy.clone(),
+            common_names: args.allowed_common_names.clone(),
+            thumbprints: args.allowed_thumbprints.clone(),
         };
-        policy.add_env_allowlists(
-            args.allowed_common_names.as_deref(),
-            args.allowed_thumbprints.as_deref(),
-        )?;
+        let policy = policy_source.load(&Policy::default())?;
         if policy.restricts() && client_auth == ClientAuthMode::Off {
             return Err(ConfigError::AllowlistWithoutClientAuth);
         }
@@ -237,6 +264,8 @@ impl ServeConfig {
                 .map_err(ConfigError::InvalidAdminListen)?,
             crls: args.crl,
             policy,
+            policy_source,
+            watch: args.watch.then_some(args.watch_interval),
             strict_x509: args.strict_x509,
             upstream,
             forwarded_trust,
@@ -264,6 +293,8 @@ impl ServeConfig {
             admin_listen: None,
             crls: Vec::new(),
             policy: Policy::default(),
+            policy_source: PolicySource::default(),
+            watch: None,
             strict_x509: false,
             upstream: None,
             forwarded_trust: None,

@@ -16,6 +16,7 @@ pub mod pki;
 pub mod policy;
 pub mod proxy;
 pub mod rejection;
+pub mod reload;
 pub mod server;
 pub mod strict;
 pub mod tls;

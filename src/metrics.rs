@@ -18,7 +18,8 @@ pub struct RefusalLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
-    /// `ok`, `refused` (client certificate), `failed` (anything else) or `timeout`.
+    /// Handshakes: `ok`, `refused` (client certificate), `failed`
+    /// (anything else) or `timeout`; reloads: `success` or `failure`.
     pub result: String,
 }
 
@@ -36,6 +37,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     pub active_connections: Gauge,
     refused_connections: Counter,
+    reloads: Family<HandshakeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,12 @@ impl Default for Metrics {
             "Connections closed at once because --max-connections was reached",
             refused_connections.clone(),
         );
+        let reloads = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "mtls_reloads",
+            "Reloads of certificates, CAs, CRLs and policy, by result",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             refusals,
@@ -78,6 +86,7 @@ impl Default for Metrics {
             requests,
             active_connections,
             refused_connections,
+            reloads,
         }
     }
 }
@@ -88,6 +97,15 @@ impl Metrics {
             .get_or_create(&RefusalLabels {
                 stage: stage.to_owned(),
                 reason: reason.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// `success` or `failure`.
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&HandshakeLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -18,19 +19,19 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::json_response;
-use crate::http::{Body, Routes, refuse};
+use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity, VerifiedClient};
 use crate::metrics::Metrics;
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
 use crate::rejection::Rejection;
+use crate::reload::{Material, ReloadError, Reloader};
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
 
@@ -42,6 +43,8 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -57,6 +60,7 @@ pub enum ServeError {
 
 /// A server whose configuration is validated and whose socket is bound.
 pub struct Server {
+    reloader: Arc<Reloader>,
     listener: TcpListener,
     local_addr: SocketAddr,
     admin: Option<(TcpListener, SocketAddr)>,
@@ -66,12 +70,11 @@ pub struct Server {
 
 /// What every connection task needs.
 struct Shared {
-    acceptor: TlsAcceptor,
-    client_trust: Option<Arc<ClientTrust>>,
+    /// Certificates, trust and routes; replaced whole by a reload.
+    material: Arc<ArcSwap<Material>>,
     /// Optional mode: the chain is verified after the handshake.
     deferred_verification: bool,
     http: auto::Builder<TokioExecutor>,
-    routes: Routes,
     metrics: Arc<Metrics>,
     /// When set, admitted requests go to the app instead of `routes`.
     upstream: Option<Upstream>,
@@ -87,7 +90,8 @@ impl Server {
     /// Loads and checks all TLS material, then binds the listening socket, so
     /// every configuration error surfaces before the first connection.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
-        let tls_setup = tls::server_config(&config)?;
+        let metrics = Arc::new(Metrics::default());
+        let material = Arc::new(ArcSwap::from_pointee(Material::load(&config, &metrics)?));
         let (listener, local_addr) = bind(config.listen, "--listen / LISTEN").await?;
         let admin = match config.admin_listen {
             Some(addr) => Some(bind(addr, "--admin-listen / ADMIN_LISTEN").await?),
@@ -127,18 +131,15 @@ impl Server {
             })?),
             None => None,
         };
-        let metrics = Arc::new(Metrics::default());
+        let reloader = Arc::new(Reloader::new(
+            config.clone(),
+            material.clone(),
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(tls_setup.config),
-            client_trust: tls_setup.client_trust,
+            material,
             deferred_verification: config.client_auth == ClientAuthMode::Optional,
             http,
-            routes: Routes::new(
-                &config.welcome_message,
-                config.client_auth,
-                config.policy.clone(),
-                metrics.clone(),
-            ),
             metrics,
             upstream,
             forwarded_trust: config.forwarded_trust.clone(),
@@ -146,6 +147,7 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
         });
         Ok(Server {
+            reloader,
             listener,
             local_addr,
             admin,
@@ -156,6 +158,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Reloads certificates, CAs, CRLs and policy (SIGHUP does this).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// The bound admin address, when the admin endpoint is on.
@@ -174,6 +181,10 @@ impl Server {
                 let _ = admin_stopped.await;
             }));
         }
+        let watcher = self
+            .config
+            .watch
+            .map(|interval| self.reloader.clone().watch(interval));
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -205,6 +216,9 @@ impl Server {
             }
         }
         drop(self.listener);
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         let _ = stop_admin.send(());
         let timeout = self.config.shutdown_timeout;
         info!(
@@ -284,11 +298,13 @@ fn bind_error(addr: SocketAddr, flag: &'static str, cause: io::Error) -> ServeEr
 
 async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
     let _ = tcp.set_nodelay(true);
-    let accept = shared.acceptor.accept(tcp).into_fallible();
+    // The connection keeps this material to its end, whatever reloads do.
+    let material = shared.material.load_full();
+    let accept = material.acceptor.accept(tcp).into_fallible();
     let stream = match tokio::time::timeout(shared.handshake_timeout, accept).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((err, tcp))) => {
-            let failure = handshake_failure(&err, shared.client_trust.as_deref());
+            let failure = handshake_failure(&err, material.client_trust.as_deref());
             match failure {
                 HandshakeFailure::Client(rejection) => {
                     shared.metrics.handshake("refused");
@@ -321,7 +337,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     let conn_info = Arc::new(ConnectionInfo::from_handshake(
         peer,
         stream.get_ref().1,
-        shared.client_trust.as_deref(),
+        material.client_trust.as_deref(),
         shared.deferred_verification,
     ));
     debug!(
@@ -340,7 +356,8 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     let service = service_fn(move |req| {
         let shared = service_shared.clone();
         let conn_info = conn_info.clone();
-        async move { Ok::<_, Infallible>(shared.respond(req, &conn_info).await) }
+        let material = material.clone();
+        async move { Ok::<_, Infallible>(shared.respond(req, &conn_info, &material).await) }
     });
     let conn = shared
         .http
@@ -380,13 +397,15 @@ impl Shared {
         &self,
         mut req: Request<Incoming>,
         conn: &ConnectionInfo,
+        material: &Material,
     ) -> Response<ProxyBody> {
+        let routes = &material.routes;
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let version = req.version();
         let forwarded_conn;
-        let conn = match self.forwarded_identity(&mut req, conn) {
+        let conn = match self.forwarded_identity(&mut req, conn, material) {
             Ok(Some(forwarded)) => {
                 forwarded_conn = forwarded;
                 &forwarded_conn
@@ -401,11 +420,11 @@ impl Shared {
                 ));
             }
         };
-        let response = match self.routes.admit_request(&req, conn) {
+        let response = match routes.admit_request(&req, conn) {
             Err(rejection) => boxed(refuse(&req, &rejection)),
             Ok(admission) => match &self.upstream {
                 Some(upstream) => upstream.forward(req, conn).await,
-                None => boxed(self.routes.route(&req, conn, &admission)),
+                None => boxed(routes.route(&req, conn, &admission)),
             },
         };
         self.metrics.request(response.status().as_u16());
@@ -433,8 +452,10 @@ impl Shared {
         &self,
         req: &mut Request<Incoming>,
         conn: &ConnectionInfo,
+        material: &Material,
     ) -> Result<Option<ConnectionInfo>, MalformedHeader> {
-        let (Some(trust), Some(client_trust)) = (&self.forwarded_trust, &self.client_trust) else {
+        let (Some(trust), Some(client_trust)) = (&self.forwarded_trust, &material.client_trust)
+        else {
             return Ok(None);
         };
         match trust.take(req.headers_mut(), conn.remote_addr.ip())? {

@@ -3,7 +3,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mtls::cli::ServeArgs;
 use mtls::config::ServeConfig;
+use mtls::reload::Reloader;
 use mtls::server::Server;
+use std::sync::Arc;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::from_args(args)?;
@@ -13,9 +15,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        let hangups = tokio::spawn(reload_on_sighup(server.reloader()));
         server.run(shutdown_signal()).await;
+        hangups.abort();
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reloads on every SIGHUP; a failed reload keeps the running material.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload by file change only");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let reloader = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

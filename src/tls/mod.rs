@@ -31,6 +31,15 @@ pub enum TlsConfigError {
     )]
     UnsupportedKey { key: PathBuf, detail: String },
     #[error(
+        "server certificate `{path}` (--cert / SERVER_CERT): certificate #{index} is not valid X.509: {detail}",
+        path = .path.display()
+    )]
+    BadServerCert {
+        path: PathBuf,
+        index: usize,
+        detail: String,
+    },
+    #[error(
         "server private key `{key}` does not match the certificate `{cert}`; pass the key that was generated with this certificate (--key / SERVER_KEY, --cert / SERVER_CERT)",
         key = .key.display(), cert = .cert.display()
     )]
@@ -119,6 +128,15 @@ pub fn load_server_identity(
     key_path: &Path,
 ) -> Result<CertifiedKey, TlsConfigError> {
     let chain = pem::load_certificates(FileRole::ServerCert, cert_path)?;
+    for (index, cert) in chain.iter().enumerate() {
+        if let Err(err) = x509_parser::parse_x509_certificate(cert) {
+            return Err(TlsConfigError::BadServerCert {
+                path: cert_path.to_owned(),
+                index: index + 1,
+                detail: err.to_string(),
+            });
+        }
+    }
     let key = pem::load_private_key(FileRole::ServerKey, key_path)?;
     let signing_key = provider.key_provider.load_private_key(key).map_err(|err| {
         TlsConfigError::UnsupportedKey {

@@ -105,6 +105,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The admin endpoint, when the config turned it on.
     pub admin: Option<SocketAddr>,
+    pub reloader: std::sync::Arc<mtls::reload::Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -114,6 +115,7 @@ impl TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
         let admin = server.admin_addr();
+        let reloader = server.reloader();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -121,6 +123,7 @@ impl TestServer {
         TestServer {
             addr,
             admin,
+            reloader,
             shutdown: Some(tx),
             task: Some(task),
         }
