@@ -263,8 +263,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUST_FORWARDED_CERT", value_name = "azure|xfcc|nginx")]
     pub trust_forwarded_cert: Option<String>,
 
-    /// Address or CIDR of a proxy whose forwarded certificate header is
-    /// trusted; repeatable, or comma-separated in TRUSTED_PROXY.
+    /// Expect a PROXY protocol header (v1 or v2) before TLS on every
+    /// connection, from --trusted-proxy peers only; the client address it
+    /// carries is used in logs, X-Forwarded-For and the policy.
+    #[arg(long, env = "PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
+    /// Address or CIDR of a trusted proxy: its forwarded certificate header
+    /// (--trust-forwarded-cert) or PROXY protocol header (--proxy-protocol)
+    /// is believed; repeatable, or comma-separated in TRUSTED_PROXY.
     #[arg(
         long,
         env = "TRUSTED_PROXY",

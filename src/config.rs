@@ -103,6 +103,8 @@ pub struct ServeConfig {
     pub upstream: Option<UpstreamConfig>,
     /// Client certificates forwarded by a trusted TLS terminator.
     pub forwarded_trust: Option<ForwardedTrust>,
+    /// With `--proxy-protocol`: the peers allowed to send the header.
+    pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
     pub limits: Limits,
 }
 
@@ -183,15 +185,20 @@ impl ServeConfig {
         if policy.restricts() && client_auth == ClientAuthMode::Off {
             return Err(ConfigError::AllowlistWithoutClientAuth);
         }
+        let proxies = args
+            .trusted_proxy
+            .iter()
+            .map(|p| parse_proxy(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Forwarded)?;
+        if args.proxy_protocol && proxies.is_empty() {
+            return Err(ConfigError::Forwarded(
+                "--proxy-protocol needs --trusted-proxy CIDR: the header is accepted only from those peers".to_owned(),
+            ));
+        }
         let forwarded_trust = match &args.trust_forwarded_cert {
             Some(format) => {
                 let format = format.parse().map_err(ConfigError::Forwarded)?;
-                let proxies = args
-                    .trusted_proxy
-                    .iter()
-                    .map(|p| parse_proxy(p))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(ConfigError::Forwarded)?;
                 if proxies.is_empty() {
                     return Err(ConfigError::Forwarded(
                         "--trust-forwarded-cert needs --trusted-proxy CIDR: the header is trusted only from those peers".to_owned(),
@@ -202,7 +209,10 @@ impl ServeConfig {
                         "--trust-forwarded-cert needs CLIENT_AUTH=optional (or required with a proxy that presents a client certificate), so requests without a valid certificate are refused".to_owned(),
                     ));
                 }
-                Some(ForwardedTrust { format, proxies })
+                Some(ForwardedTrust {
+                    format,
+                    proxies: proxies.clone(),
+                })
             }
             None => None,
         };
@@ -269,6 +279,7 @@ impl ServeConfig {
             strict_x509: args.strict_x509,
             upstream,
             forwarded_trust,
+            proxy_protocol: args.proxy_protocol.then_some(proxies),
             limits: Limits {
                 max_connections: args.max_connections.max(1),
                 header_read_timeout: args.header_read_timeout,
@@ -298,6 +309,7 @@ impl ServeConfig {
             strict_x509: false,
             upstream: None,
             forwarded_trust: None,
+            proxy_protocol: None,
             limits: Limits::default(),
         }
     }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod rejection;
 pub mod reload;
 pub mod server;

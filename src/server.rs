@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
+use crate::proxy_protocol::read_header as read_proxy_header;
 use crate::rejection::Rejection;
 use crate::reload::{Material, ReloadError, Reloader};
 use crate::tls::client_auth::ClientTrust;
@@ -80,6 +81,9 @@ struct Shared {
     upstream: Option<Upstream>,
     /// When set, trusted proxies may forward the client certificate.
     forwarded_trust: Option<ForwardedTrust>,
+    /// When set, every connection starts with a PROXY protocol header from
+    /// one of these networks.
+    proxy_protocol: Option<Vec<ipnet::IpNet>>,
     /// One permit per open connection (`--max-connections`), taken before
     /// the handshake so that idle or hostile clients cannot exhaust memory.
     connection_slots: Arc<Semaphore>,
@@ -143,6 +147,7 @@ impl Server {
             metrics,
             upstream,
             forwarded_trust: config.forwarded_trust.clone(),
+            proxy_protocol: config.proxy_protocol.clone(),
             connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             handshake_timeout: config.handshake_timeout,
         });
@@ -296,8 +301,32 @@ fn bind_error(addr: SocketAddr, flag: &'static str, cause: io::Error) -> ServeEr
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
+    watcher: Watcher,
+) {
     let _ = tcp.set_nodelay(true);
+    if let Some(trusted) = &shared.proxy_protocol {
+        if !trusted.iter().any(|net| net.contains(&peer.ip())) {
+            info!(peer = %peer, "connection refused: --proxy-protocol expects connections from --trusted-proxy peers only");
+            return;
+        }
+        let header = tokio::time::timeout(shared.handshake_timeout, read_proxy_header(&mut tcp));
+        match header.await {
+            Ok(Ok(Some(client))) => peer = client,
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => {
+                info!(peer = %peer, error = %err, "connection refused: bad PROXY protocol header");
+                return;
+            }
+            Err(_) => {
+                info!(peer = %peer, "connection refused: no PROXY protocol header in time");
+                return;
+            }
+        }
+    }
     // The connection keeps this material to its end, whatever reloads do.
     let material = shared.material.load_full();
     let accept = material.acceptor.accept(tcp).into_fallible();
