@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::rejection::ReasonCode;
@@ -27,6 +28,24 @@ pub struct HandshakeLabels {
 pub struct RequestLabels {
     /// `2xx`, `4xx`, ...
     pub status: String,
+    /// A built-in route, `upstream`, or `other` (bounded cardinality).
+    pub route: String,
+}
+
+/// Built-in routes are labelled by path; everything else by what answered.
+pub fn route_label(path: &str, proxied: bool) -> &'static str {
+    if proxied {
+        return "upstream";
+    }
+    match path {
+        "/" => "/",
+        "/healthz" => "/healthz",
+        "/cert" => "/cert",
+        "/headers" => "/headers",
+        "/whoami" => "/whoami",
+        "/hello" => "/hello",
+        _ => "other",
+    }
 }
 
 #[derive(Debug)]
@@ -38,6 +57,10 @@ pub struct Metrics {
     pub active_connections: Gauge,
     refused_connections: Counter,
     reloads: Family<HandshakeLabels, Counter>,
+    request_duration: Histogram,
+    spoof_attempts: Counter,
+    cert_not_after: Gauge,
+    crl_next_update: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,6 +102,30 @@ impl Default for Metrics {
             "Reloads of certificates, CAs, CRLs and policy, by result",
             reloads.clone(),
         );
+        let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "mtls_request_duration_seconds",
+            "Time to the response head (includes the upstream's time when proxying)",
+            request_duration.clone(),
+        );
+        let spoof_attempts = Counter::default();
+        registry.register(
+            "mtls_identity_spoof_attempts",
+            "Requests that carried identity headers of their own (removed)",
+            spoof_attempts.clone(),
+        );
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "mtls_server_certificate_not_after_seconds",
+            "The server certificate's notAfter, Unix seconds",
+            cert_not_after.clone(),
+        );
+        let crl_next_update = Gauge::default();
+        registry.register(
+            "mtls_crl_next_update_seconds",
+            "The earliest nextUpdate of the loaded CRLs, Unix seconds",
+            crl_next_update.clone(),
+        );
         Metrics {
             registry,
             refusals,
@@ -87,6 +134,10 @@ impl Default for Metrics {
             active_connections,
             refused_connections,
             reloads,
+            request_duration,
+            spoof_attempts,
+            cert_not_after,
+            crl_next_update,
         }
     }
 }
@@ -122,12 +173,29 @@ impl Metrics {
             .inc();
     }
 
-    pub fn request(&self, status: u16) {
+    pub fn request(&self, status: u16, route: &str, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 status: format!("{}xx", status / 100),
+                route: route.to_owned(),
             })
             .inc();
+        self.request_duration.observe(seconds);
+    }
+
+    pub fn spoof_attempt(&self) {
+        self.spoof_attempts.inc();
+    }
+
+    /// The server certificate's notAfter and the earliest CRL nextUpdate,
+    /// as Unix seconds, after each (re)load.
+    pub fn material_loaded(&self, cert_not_after: Option<i64>, crl_next_update: Option<i64>) {
+        if let Some(seconds) = cert_not_after {
+            self.cert_not_after.set(seconds);
+        }
+        if let Some(seconds) = crl_next_update {
+            self.crl_next_update.set(seconds);
+        }
     }
 
     /// The OpenMetrics text exposition.

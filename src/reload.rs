@@ -39,6 +39,7 @@ impl Material {
     pub fn load(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Self, ReloadError> {
         let setup = tls::server_config(config)?;
         let policy = config.policy_source.load(&config.policy)?;
+        metrics.material_loaded(cert_not_after(config), crl_next_update(config));
         Ok(Material {
             acceptor: TlsAcceptor::from(setup.config),
             client_trust: setup.client_trust,
@@ -142,4 +143,25 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
                 .and_then(|m| Some((m.modified().ok()?, m.len())))
         })
         .collect()
+}
+
+/// The leaf's notAfter (Unix seconds), for the expiry metric.
+fn cert_not_after(config: &ServeConfig) -> Option<i64> {
+    let chain = tls::pem::load_certificates(tls::pem::FileRole::ServerCert, &config.cert).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// The earliest nextUpdate of the configured CRLs (Unix seconds).
+fn crl_next_update(config: &ServeConfig) -> Option<i64> {
+    config
+        .crls
+        .iter()
+        .filter_map(|path| crate::input::crls(path).ok())
+        .flatten()
+        .filter_map(|der| {
+            let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
+            crl.next_update().map(|t| t.timestamp())
+        })
+        .min()
 }

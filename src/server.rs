@@ -26,7 +26,7 @@ use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::json_response;
 use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity, VerifiedClient};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, route_label};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
@@ -119,20 +119,23 @@ impl Server {
             .keep_alive_timeout(Duration::from_secs(20));
 
         let upstream = match &config.upstream {
-            Some(upstream) => Some(Upstream::new(UpstreamSettings {
-                url: upstream.url.clone(),
-                timeout: upstream.timeout,
-                formats: upstream.formats.clone(),
-                apache: upstream.apache,
-                tls: tls::upstream_client_config(
-                    upstream.ca.as_deref(),
-                    upstream.identity.as_ref(),
-                )?,
-                signing_key: match &upstream.signing_key_file {
-                    Some(path) => Some(Arc::new(SigningKey::from_file(path)?)),
-                    None => None,
+            Some(upstream) => Some(Upstream::new(
+                metrics.clone(),
+                UpstreamSettings {
+                    url: upstream.url.clone(),
+                    timeout: upstream.timeout,
+                    formats: upstream.formats.clone(),
+                    apache: upstream.apache,
+                    tls: tls::upstream_client_config(
+                        upstream.ca.as_deref(),
+                        upstream.identity.as_ref(),
+                    )?,
+                    signing_key: match &upstream.signing_key_file {
+                        Some(path) => Some(Arc::new(SigningKey::from_file(path)?)),
+                        None => None,
+                    },
                 },
-            })?),
+            )?),
             None => None,
         };
         let reloader = Arc::new(Reloader::new(
@@ -442,21 +445,30 @@ impl Shared {
             Ok(None) => conn,
             Err(malformed) => {
                 warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
-                self.metrics.request(400);
+                self.metrics
+                    .request(400, "other", started.elapsed().as_secs_f64());
                 return boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
                 ));
             }
         };
+        let mut proxied = false;
         let response = match routes.admit_request(&req, conn) {
             Err(rejection) => boxed(refuse(&req, &rejection)),
             Ok(admission) => match &self.upstream {
-                Some(upstream) => upstream.forward(req, conn).await,
+                Some(upstream) => {
+                    proxied = true;
+                    upstream.forward(req, conn).await
+                }
                 None => boxed(routes.route(&req, conn, &admission)),
             },
         };
-        self.metrics.request(response.status().as_u16());
+        self.metrics.request(
+            response.status().as_u16(),
+            route_label(&path, proxied),
+            started.elapsed().as_secs_f64(),
+        );
         info!(
             target: "mtls::access",
             peer = %conn.remote_addr,

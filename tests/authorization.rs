@@ -729,15 +729,30 @@ async fn refusals_are_counted_by_stage_and_reason() {
         "mtls_client_refusals_total{stage=\"handshake\",reason=\"revoked\"} 1",
         "mtls_handshakes_total{result=\"refused\"} 3",
         "mtls_handshakes_total{result=\"ok\"} 1",
-        "mtls_requests_total{status=\"2xx\"} 1",
+        "mtls_requests_total{status=\"2xx\",route=\"/\"} 1",
+        "mtls_request_duration_seconds_count 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    // The expiry gauges hold real dates: the server certificate (1 year) and
+    // the CRL (30 days) are in the future.
+    let gauge = |name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(gauge("mtls_server_certificate_not_after_seconds") > now + 300 * 86400);
+    let crl = gauge("mtls_crl_next_update_seconds");
+    assert!(crl > now + 20 * 86400 && crl < now + 40 * 86400, "{crl}");
     let metrics = common::plain_get(optional.admin.unwrap(), "/metrics").await;
     for line in [
         "mtls_client_refusals_total{stage=\"request\",reason=\"expired\"} 2",
         "mtls_client_refusals_total{stage=\"request\",reason=\"revoked\"} 1",
-        "mtls_requests_total{status=\"4xx\"} 3",
+        "mtls_requests_total{status=\"4xx\",route=\"/\"} 3",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }

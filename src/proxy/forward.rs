@@ -27,6 +27,7 @@ use super::identity_headers::{
 use super::signed_identity::{self, SigningKey};
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
+use crate::metrics::Metrics;
 
 /// The body type of every response the server sends.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -55,6 +56,7 @@ pub enum UpstreamError {
 /// The upstream app and the pooled client that reaches it.
 pub struct Upstream {
     settings: UpstreamSettings,
+    metrics: Arc<Metrics>,
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
 }
 
@@ -70,7 +72,7 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings) -> Result<Self, UpstreamError> {
+    pub fn new(metrics: Arc<Metrics>, settings: UpstreamSettings) -> Result<Self, UpstreamError> {
         let url = &settings.url;
         let valid_scheme = matches!(url.scheme_str(), Some("http" | "https"));
         let no_path = url.path_and_query().is_none_or(|p| p.as_str() == "/");
@@ -90,7 +92,11 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Ok(Upstream { settings, client })
+        Ok(Upstream {
+            settings,
+            metrics,
+            client,
+        })
     }
 
     pub fn url(&self) -> &Uri {
@@ -106,6 +112,7 @@ impl Upstream {
     ) -> Response<ProxyBody> {
         let spoofed = strip_identity_headers(req.headers_mut());
         if !spoofed.is_empty() {
+            self.metrics.spoof_attempt();
             warn!(
                 peer = %conn.remote_addr,
                 headers = ?spoofed,
