@@ -55,6 +55,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make one HTTPS request with a client certificate (curl-like)
     Client(ClientArgs),
+    /// Explain step by step why an mTLS connection fails
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +119,55 @@ pub struct ClientArgs {
     pub resolve: Vec<String>,
 
     /// Time allowed for the whole exchange, e.g. `10s`, `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The URL to check: https://HOST[:PORT][/PATH]. Without it, only the
+    /// client certificate is checked, offline (with --cacert: its chain too).
+    #[arg(value_name = "URL", required_unless_present_any = ["cert", "p12"])]
+    pub url: Option<String>,
+
+    /// CA certificates (PEM bundle or DER) that may issue the server's
+    /// certificate [default: the system's roots]; offline, the CAs the
+    /// client certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM chain, leaf first, or DER).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1; or DER).
+    #[arg(long, value_name = "FILE", requires = "cert", conflicts_with = "p12")]
+    pub key: Option<PathBuf>,
+
+    /// Client certificate and key as a PKCS#12 bundle (.p12/.pfx).
+    #[arg(long, value_name = "FILE")]
+    pub p12: Option<PathBuf>,
+
+    /// Environment variable holding the --p12 password (without it, the
+    /// password is asked for on the terminal).
+    #[arg(long, value_name = "VAR", requires = "p12")]
+    pub password_env: Option<String>,
+
+    /// Name to send as SNI and to check in the server's certificate
+    /// [default: the URL's host].
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Connect to ADDR for HOST:PORT instead of resolving HOST, as curl's
+    /// --resolve; repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Print the steps as one JSON object ({"ok", "summary", "steps": [...]}).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Time allowed for each network phase (connect, handshake, request).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
@@ -361,6 +412,12 @@ pub struct ServeArgs {
     /// How often --watch looks at the files.
     #[arg(long, env = "WATCH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub watch_interval: Duration,
+
+    /// Seal TLS session tickets with this key (32+ random bytes), the same
+    /// file on every replica, so clients resume on any of them. Without it,
+    /// sessions resume only on the process that made them.
+    #[arg(long, env = "SESSION_TICKET_KEY_FILE", value_name = "FILE")]
+    pub session_ticket_key_file: Option<PathBuf>,
 
     /// Open connections at most; beyond it new connections are closed at
     /// once (counted in mtls_connections_refused_total).

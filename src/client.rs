@@ -254,7 +254,7 @@ fn parse_url(url: &str) -> Result<Target, ClientError> {
 }
 
 /// `HOST:PORT:ADDR[,ADDR...]`; IPv6 addresses may be in brackets.
-fn parse_resolve(entry: &str) -> Result<(String, u16, Vec<IpAddr>), ClientError> {
+pub fn parse_resolve(entry: &str) -> Result<(String, u16, Vec<IpAddr>), ClientError> {
     let usage = || {
         ClientError::Usage(format!(
             "--resolve `{entry}` is not HOST:PORT:ADDR, e.g. api.flaskmtlsauth.com:5001:127.0.0.1"

@@ -58,5 +58,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Client(args) => commands::client::run(args),
+        Command::Check(args) => commands::check::run(args),
     }
 }

@@ -1,5 +1,6 @@
 //! One file per subcommand: read the arguments, call the library, print.
 
+pub mod check;
 pub mod client;
 pub mod health;
 pub mod inspect;

@@ -4,6 +4,7 @@
 pub mod client_auth;
 pub mod danger;
 pub mod pem;
+pub mod tickets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub enum TlsConfigError {
     },
     #[error("the upstream client identity (--upstream-cert / --upstream-key) is not usable: {0}")]
     UpstreamIdentity(String),
+    #[error(transparent)]
+    TicketKey(#[from] tickets::TicketKeyError),
     #[error("--crl / CRL: {0}")]
     Crl(#[from] crate::input::InputError),
     #[error("cannot build the TLS configuration: {0}")]
@@ -115,6 +118,9 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     server_config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    if let Some(path) = &config.session_ticket_key_file {
+        server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_file(path)?);
+    }
     Ok(TlsSetup {
         config: Arc::new(server_config),
         client_trust,
