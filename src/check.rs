@@ -1788,8 +1788,8 @@ fn handshake_step(handshake: &Handshake, id: Option<&ClientIdentity>) -> Step {
     }
 }
 
-/// The names TLS specifications use.
-fn alert_name(alert: AlertDescription) -> String {
+/// The names TLS specifications use (`certificate_required`, `unknown_ca`).
+pub fn alert_name(alert: AlertDescription) -> String {
     let name = match alert {
         AlertDescription::CloseNotify => "close_notify",
         AlertDescription::UnexpectedMessage => "unexpected_message",

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::cert::{CertDetails, dn_der_to_rfc4514};
+use crate::check::alert_name;
 use crate::input;
 use crate::tls::{self, danger::DangerAcceptAnyServerChain};
 
@@ -1029,24 +1030,6 @@ fn explain_alert(alert: AlertDescription, server: &str, tls: &TlsSetup) -> Strin
     }
 }
 
-/// `certificate_required`, `unknown_ca`: the names TLS specifications use.
-fn alert_name(alert: AlertDescription) -> String {
-    let debug = format!("{alert:?}");
-    let chars: Vec<char> = debug.chars().collect();
-    let mut name = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            let previous_lower = chars[i - 1].is_ascii_lowercase();
-            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
-            if previous_lower || (chars[i - 1].is_ascii_uppercase() && next_lower) {
-                name.push('_');
-            }
-        }
-        name.push(c.to_ascii_lowercase());
-    }
-    name
-}
-
 fn protocol_name(version: rustls::ProtocolVersion) -> &'static str {
     match version {
         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
@@ -1074,19 +1057,6 @@ fn join(items: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alert_names_are_the_specification_names() {
-        assert_eq!(
-            alert_name(AlertDescription::CertificateRequired),
-            "certificate_required"
-        );
-        assert_eq!(alert_name(AlertDescription::UnknownCA), "unknown_ca");
-        assert_eq!(
-            alert_name(AlertDescription::HandshakeFailure),
-            "handshake_failure"
-        );
-    }
 
     #[test]
     fn urls_are_taken_apart() {
