@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::audit::Audit;
 use crate::http::{Body, json_response};
 use crate::metrics::Metrics;
 
@@ -41,6 +42,7 @@ pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -54,8 +56,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let metrics = metrics.clone();
+                    let audit = audit.clone();
                     let conn = http.serve_connection(TokioIo::new(tcp), service_fn(move |req| {
-                        let response = route(&req, &metrics);
+                        let response = route(&req, &metrics, &audit);
                         async move { Ok::<_, Infallible>(response) }
                     }));
                     let watched = graceful.watch(conn.into_owned());
@@ -77,8 +80,10 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
-fn route<B>(req: &Request<B>, metrics: &Metrics) -> Response<Body> {
+fn route<B>(req: &Request<B>, metrics: &Metrics, audit: &Audit) -> Response<Body> {
     match req.uri().path() {
+        "/failures" => json_response(StatusCode::OK, &json!({ "failures": audit.failures() })),
+        "/clients" => json_response(StatusCode::OK, &json!({ "clients": audit.clients() })),
         "/metrics" => {
             let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
             response.headers_mut().insert(

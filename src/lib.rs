@@ -2,6 +2,7 @@
 //! tools around it. The binary, the tests and the benchmarks share this library.
 
 pub mod admin;
+pub mod audit;
 pub mod cert;
 pub mod check;
 pub mod cli;

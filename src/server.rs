@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::admin;
+use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::json_response;
 use crate::http::{Body, refuse};
@@ -77,6 +78,8 @@ struct Shared {
     deferred_verification: bool,
     http: auto::Builder<TokioExecutor>,
     metrics: Arc<Metrics>,
+    /// Recent refusals and the clients seen, for the admin endpoint.
+    audit: Arc<Audit>,
     /// When set, admitted requests go to the app instead of `routes`.
     upstream: Option<Upstream>,
     /// When set, trusted proxies may forward the client certificate.
@@ -148,6 +151,7 @@ impl Server {
             deferred_verification: config.client_auth == ClientAuthMode::Optional,
             http,
             metrics,
+            audit: Arc::new(Audit::default()),
             upstream,
             forwarded_trust: config.forwarded_trust.clone(),
             proxy_protocol: config.proxy_protocol.clone(),
@@ -185,9 +189,14 @@ impl Server {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some((listener, addr)) = self.admin {
             info!("admin endpoint on http://{addr} (/healthz, /readyz)");
-            tokio::spawn(admin::serve(listener, self.shared.metrics.clone(), async {
-                let _ = admin_stopped.await;
-            }));
+            tokio::spawn(admin::serve(
+                listener,
+                self.shared.metrics.clone(),
+                self.shared.audit.clone(),
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ));
         }
         let watcher = self
             .config
@@ -341,6 +350,9 @@ async fn serve_connection(
                 HandshakeFailure::Client(rejection) => {
                     shared.metrics.handshake("refused");
                     shared.metrics.refused("handshake", rejection.reason);
+                    shared
+                        .audit
+                        .refused(&peer.to_string(), "handshake", &rejection);
                     info!(
                     peer = %peer,
                     reason = %rejection.reason,
@@ -382,6 +394,11 @@ async fn serve_connection(
         "TLS handshake complete"
     );
 
+    if let PeerIdentity::Verified(client) = &conn_info.peer
+        && let Some(details) = client.details()
+    {
+        shared.audit.seen(details);
+    }
     shared.metrics.handshake("ok");
     shared.metrics.active_connections.inc();
     let service_shared = shared.clone();
@@ -455,7 +472,11 @@ impl Shared {
         };
         let mut proxied = false;
         let response = match routes.admit_request(&req, conn) {
-            Err(rejection) => boxed(refuse(&req, &rejection)),
+            Err(rejection) => {
+                self.audit
+                    .refused(&conn.remote_addr.to_string(), "request", &rejection);
+                boxed(refuse(&req, &rejection))
+            }
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
                     proxied = true;

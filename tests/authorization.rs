@@ -748,6 +748,31 @@ async fn refusals_are_counted_by_stage_and_reason() {
     assert!(gauge("mtls_server_certificate_not_after_seconds") > now + 300 * 86400);
     let crl = gauge("mtls_crl_next_update_seconds");
     assert!(crl > now + 20 * 86400 && crl < now + 40 * 86400, "{crl}");
+    // "Why was this client refused?" without reading logs.
+    let failures: serde_json::Value =
+        serde_json::from_str(&common::plain_get(required.admin.unwrap(), "/failures").await)
+            .unwrap();
+    let failures = failures["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert_eq!(failures[0]["reason"], "revoked", "newest first");
+    assert_eq!(failures[0]["stage"], "handshake");
+    assert!(
+        failures[0]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let clients: serde_json::Value =
+        serde_json::from_str(&common::plain_get(required.admin.unwrap(), "/clients").await)
+            .unwrap();
+    let clients = clients["clients"].as_array().unwrap();
+    assert_eq!(
+        clients.len(),
+        1,
+        "refused certificates are not clients: {clients:?}"
+    );
+    assert_eq!(clients[0]["subject"], "CN=client");
+    assert_eq!(clients[0]["connections"], 1);
     let metrics = common::plain_get(optional.admin.unwrap(), "/metrics").await;
     for line in [
         "mtls_client_refusals_total{stage=\"request\",reason=\"expired\"} 2",
@@ -756,6 +781,19 @@ async fn refusals_are_counted_by_stage_and_reason() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    let failures: serde_json::Value =
+        serde_json::from_str(&common::plain_get(optional.admin.unwrap(), "/failures").await)
+            .unwrap();
+    let failures = failures["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(failures[0]["stage"], "request");
+    assert!(
+        failures[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CN=mallory"),
+        "{failures:?}"
+    );
 }
 
 /// A CRL past its nextUpdate cannot vouch for anyone: certificates it should

@@ -651,3 +651,50 @@ async fn an_mtls_upstream_accepts_a_p12_identity_held_in_memory() {
         "no PEM written to disk"
     );
 }
+
+/// SIGTERM waits for in-flight requests; a second signal does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url(),
+        ])
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key");
+    let mut server = ServeProcess::start(command);
+    let addr = server.addr;
+    let options = ClientOptions::new(&pki);
+    let slow = tokio::spawn(async move { get(addr, &options, "/slow").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    server.wait_for("a second signal exits at once");
+    let started = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the in-flight request was cut"
+    );
+}

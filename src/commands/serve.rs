@@ -49,5 +49,13 @@ async fn shutdown_signal() {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     };
-    tracing::info!("received {name}");
+    tracing::info!("received {name}; a second signal exits at once");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for in-flight requests");
+        std::process::exit(1);
+    });
 }
