@@ -298,6 +298,10 @@ pub struct ServeArgs {
     #[arg(long, env = "UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
 
+    /// Largest request body forwarded to the upstream, in bytes (then 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 30)]
+    pub max_body_bytes: usize,
+
     /// Time to wait for the upstream's response head (then 504).
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,

@@ -173,6 +173,8 @@ pub struct UpstreamConfig {
     pub identity: Option<UpstreamIdentity>,
     /// The `signed` format's HMAC key file (`X-Client-Identity`).
     pub signing_key_file: Option<PathBuf>,
+    /// Largest request body forwarded (then 413).
+    pub max_body_bytes: usize,
 }
 
 impl ServeConfig {
@@ -257,6 +259,7 @@ impl ServeConfig {
                     args.upstream_p12_password_env.as_deref(),
                 )?,
                 signing_key_file: args.identity_signing_key_file,
+                max_body_bytes: args.max_body_bytes,
             }),
             None if !formats.is_empty() || signed => {
                 return Err(ConfigError::FormatsWithoutUpstream);

@@ -133,6 +133,7 @@ impl Server {
                         upstream.ca.as_deref(),
                         upstream.identity.as_ref(),
                     )?,
+                    max_body_bytes: upstream.max_body_bytes,
                     signing_key: match &upstream.signing_key_file {
                         Some(path) => Some(Arc::new(SigningKey::from_file(path)?)),
                         None => None,

@@ -27,6 +27,7 @@ fn proxied(pki: &TestPki, mode: ClientAuthMode, upstream: &str, formats: &str) -
         ca: None,
         identity: None,
         signing_key_file: None,
+        max_body_bytes: 1 << 30,
     });
     config
 }
@@ -697,4 +698,47 @@ async fn a_second_signal_exits_at_once() {
         slow.await.unwrap().is_err(),
         "the in-flight request was cut"
     );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_declared_or_streamed() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut config = proxied(&pki, ClientAuthMode::Off, &upstream.url(), "");
+    config.upstream.as_mut().unwrap().max_body_bytes = 1024;
+    let server = TestServer::start(config).await;
+
+    let small = common::request_with_body(
+        server.addr,
+        &ClientOptions::new(&pki),
+        "/up",
+        vec![b'a'; 1000],
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(small.status, StatusCode::OK);
+    assert_eq!(small.json()["body_len"], 1000);
+    for declared in [true, false] {
+        let big = common::request_with_body(
+            server.addr,
+            &ClientOptions::new(&pki),
+            "/up",
+            vec![b'a'; 5000],
+            declared,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            big.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content-length declared: {declared}"
+        );
+        assert!(
+            big.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("larger than 1024 bytes")
+        );
+    }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -45,6 +45,8 @@ pub struct UpstreamSettings {
     pub tls: Arc<rustls::ClientConfig>,
     /// With the `signed` format: the key for `X-Client-Identity`.
     pub signing_key: Option<Arc<SigningKey>>,
+    /// Largest request body forwarded; more gets `413`.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,7 @@ pub enum UpstreamError {
 pub struct Upstream {
     settings: UpstreamSettings,
     metrics: Arc<Metrics>,
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Limited<Incoming>>,
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded as such.
@@ -110,6 +112,15 @@ impl Upstream {
         mut req: Request<Incoming>,
         conn: &ConnectionInfo,
     ) -> Response<ProxyBody> {
+        let limit = self.settings.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return too_large(limit);
+        }
         let spoofed = strip_identity_headers(req.headers_mut());
         if !spoofed.is_empty() {
             self.metrics.spoof_attempt();
@@ -168,9 +179,14 @@ impl Upstream {
         // The upstream connection decides its own HTTP version.
         *req.version_mut() = hyper::Version::HTTP_11;
 
+        // A body without a length is cut off at the limit while streaming.
+        let req = req.map(|body| Limited::new(body, limit));
         let sent = tokio::time::timeout(self.settings.timeout, self.client.request(req)).await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            Ok(Err(err)) if error_chain(&err).contains("length limit exceeded") => {
+                return too_large(limit);
+            }
             Ok(Err(err)) => {
                 warn!(peer = %conn.remote_addr, upstream = %self.settings.url, error = %error_chain(&err), "upstream request failed");
                 return gateway_error(
@@ -312,6 +328,16 @@ fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Option<&str>) 
     if let Ok(value) = HeaderValue::from_str(&forwarded) {
         headers.insert(header::FORWARDED, value);
     }
+}
+
+fn too_large(limit: usize) -> Response<ProxyBody> {
+    gateway_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload too large",
+        format!(
+            "the request body is larger than {limit} bytes (--max-body-bytes / MAX_BODY_BYTES)"
+        ),
+    )
 }
 
 fn gateway_error(status: StatusCode, error: &str, detail: String) -> Response<ProxyBody> {

@@ -499,3 +499,55 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> String {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
 }
+
+/// A POST with `body` over HTTP/1.1, sent with a `Content-Length` when
+/// `declared`, else chunked (a streamed body of unknown length).
+pub async fn request_with_body(
+    addr: SocketAddr,
+    options: &ClientOptions,
+    path: &str,
+    body: Vec<u8>,
+    declared: bool,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    use http_body_util::combinators::BoxBody;
+    let connector = TlsConnector::from(Arc::new(options.rustls_config()));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(options.server_name.clone())?;
+    let tls = connector.connect(name, tcp).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let body: BoxBody<Bytes, std::convert::Infallible> = if declared {
+        http_body_util::Full::new(Bytes::from(body)).boxed()
+    } else {
+        Chunked(body.chunks(512).map(Bytes::copy_from_slice).collect()).boxed()
+    };
+    let request = Request::post(path)
+        .header(hyper::header::HOST, options.server_name.as_str())
+        .body(body)?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        version,
+        headers,
+        body: String::from_utf8(body.to_vec())?,
+    })
+}
+
+/// A body of unknown length: hyper sends it chunked.
+struct Chunked(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
