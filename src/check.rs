@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     ClientSessionStore, ResolvesClientCert, Resumption, Tls12ClientSessionValue,
     Tls13ClientSessionValue, WebPkiServerVerifier,
@@ -31,8 +30,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{
-    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, NamedGroup,
-    RootCertStore, SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, NamedGroup, RootCertStore, SignatureScheme,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -44,6 +42,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::cert::{CertDetails, dn_der_to_rfc4514};
 use crate::client::{self, ClientRequest, Identity};
+use crate::client::{ChainRecorder, ServerSeen};
 use crate::input;
 use crate::tls;
 use crate::verify::{self, Purpose, Verification, VerifyError};
@@ -1045,65 +1044,6 @@ async fn connect_step(target: &Target, timeout: Duration) -> (Step, Option<TcpSt
     )
 }
 
-/// Records the chain the server presents and our verdict on it; every
-/// decision is the real WebPKI verifier's.
-#[derive(Debug)]
-struct ServerChainProbe {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: Mutex<Option<ServerSeen>>,
-}
-
-type ServerSeen = (Vec<CertificateDer<'static>>, Result<(), rustls::Error>);
-
-impl ServerCertVerifier for ServerChainProbe {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        if let Ok(mut seen) = self.seen.lock() {
-            let chain = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-            *seen = Some((chain, verdict.as_ref().map(|_| ()).map_err(Clone::clone)));
-        }
-        verdict
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 /// The server's CertificateRequest, as seen by the client.
 #[derive(Debug, Clone)]
 struct CertRequest {
@@ -1182,7 +1122,7 @@ impl ClientSessionStore for TicketSignal {
 
 struct Probe {
     config: Arc<ClientConfig>,
-    server: Arc<ServerChainProbe>,
+    server: Arc<ChainRecorder>,
     client: Arc<CertRequestProbe>,
     tickets: Arc<TicketSignal>,
 }
@@ -1227,10 +1167,7 @@ impl Probe {
             WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
                 .build()
                 .expect("a non-empty root store builds a verifier");
-        let server = Arc::new(ServerChainProbe {
-            inner,
-            seen: Mutex::new(None),
-        });
+        let server = Arc::new(ChainRecorder::new(inner));
         let client = Arc::new(CertRequestProbe {
             identity,
             seen: Mutex::new(None),
@@ -1290,7 +1227,7 @@ impl Probe {
             }
         };
         Handshake {
-            server: self.server.seen.lock().ok().and_then(|s| s.clone()),
+            server: self.server.seen(),
             request: self.request(),
             result,
         }
@@ -1335,12 +1272,7 @@ impl Probe {
     }
 
     fn classify(&self, err: std::io::Error) -> Failure {
-        let server_rejected = self
-            .server
-            .seen
-            .lock()
-            .ok()
-            .is_some_and(|s| matches!(&*s, Some((_, Err(_)))));
+        let server_rejected = matches!(self.server.seen(), Some((_, Err(_))));
         if server_rejected {
             return Failure::ServerRejected;
         }

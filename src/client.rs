@@ -336,10 +336,7 @@ impl TlsSetup {
             None => None,
             Some(identity) => Some(load_identity(&provider, identity)?),
         };
-        let server_chain = Arc::new(ChainRecorder {
-            inner: verifier,
-            chain: Mutex::new(Vec::new()),
-        });
+        let server_chain = Arc::new(ChainRecorder::new(verifier));
         let client_cert = Arc::new(ClientCertChoice {
             identity,
             outcome: Mutex::new(None),
@@ -478,16 +475,31 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientError> 
 }
 
 /// Delegates every decision to the real verifier, and keeps the chain the
-/// server presented (for `-v`, and for the reason when it is rejected).
+/// server presented with the verdict (for `-v`, `mtls check`, and for the
+/// reason when it is rejected).
 #[derive(Debug)]
-struct ChainRecorder {
+pub(crate) struct ChainRecorder {
     inner: Arc<dyn ServerCertVerifier>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
+    seen: Mutex<Option<ServerSeen>>,
 }
 
+/// The chain the server presented, and the verifier's verdict on it.
+pub(crate) type ServerSeen = (Vec<CertificateDer<'static>>, Result<(), rustls::Error>);
+
 impl ChainRecorder {
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
+        ChainRecorder {
+            inner,
+            seen: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn seen(&self) -> Option<ServerSeen> {
+        self.seen.lock().ok().and_then(|s| s.clone())
+    }
+
     fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.chain.lock().map(|c| c.clone()).unwrap_or_default()
+        self.seen().map(|(chain, _)| chain).unwrap_or_default()
     }
 }
 
@@ -500,14 +512,21 @@ impl ServerCertVerifier for ChainRecorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut chain) = self.chain.lock() {
-            *chain = std::iter::once(end_entity)
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if let Ok(mut seen) = self.seen.lock() {
+            let chain = std::iter::once(end_entity)
                 .chain(intermediates)
                 .map(|c| c.clone().into_owned())
                 .collect();
+            *seen = Some((chain, verdict.as_ref().map(|_| ()).map_err(Clone::clone)));
         }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        verdict
     }
 
     fn verify_tls12_signature(
