@@ -418,10 +418,16 @@ pub struct ServeArgs {
     pub watch_interval: Duration,
 
     /// Seal TLS session tickets with this key (32+ random bytes), the same
-    /// file on every replica, so clients resume on any of them. Without it,
-    /// sessions resume only on the process that made them.
-    #[arg(long, env = "SESSION_TICKET_KEY_FILE", value_name = "FILE")]
-    pub session_ticket_key_file: Option<PathBuf>,
+    /// file on every replica, so clients resume on any of them. Repeatable
+    /// for rotation: the first key seals, all open. Without it, sessions
+    /// resume only on the process that made them.
+    #[arg(
+        long,
+        env = "SESSION_TICKET_KEY_FILE",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub session_ticket_key_file: Vec<PathBuf>,
 
     /// Open connections at most; beyond it new connections are closed at
     /// once (counted in mtls_connections_refused_total).

@@ -105,8 +105,8 @@ pub struct ServeConfig {
     pub forwarded_trust: Option<ForwardedTrust>,
     /// With `--proxy-protocol`: the peers allowed to send the header.
     pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
-    /// Key shared by all replicas for TLS session tickets.
-    pub session_ticket_key_file: Option<PathBuf>,
+    /// Keys shared by all replicas for TLS session tickets; the first seals.
+    pub session_ticket_key_files: Vec<PathBuf>,
     pub limits: Limits,
 }
 
@@ -285,7 +285,7 @@ impl ServeConfig {
             upstream,
             forwarded_trust,
             proxy_protocol: args.proxy_protocol.then_some(proxies),
-            session_ticket_key_file: args.session_ticket_key_file,
+            session_ticket_key_files: args.session_ticket_key_file,
             limits: Limits {
                 max_connections: args.max_connections.max(1),
                 header_read_timeout: args.header_read_timeout,
@@ -316,7 +316,7 @@ impl ServeConfig {
             upstream: None,
             forwarded_trust: None,
             proxy_protocol: None,
-            session_ticket_key_file: None,
+            session_ticket_key_files: Vec::new(),
             limits: Limits::default(),
         }
     }

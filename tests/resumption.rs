@@ -56,7 +56,7 @@ async fn a_session_from_one_replica_resumes_on_another_with_the_shared_key() {
     std::fs::write(pki.path("tickets.key"), [42u8; 32]).unwrap();
     let replica = |key: Option<&str>| {
         let mut config = pki.config(ClientAuthMode::Required);
-        config.session_ticket_key_file = key.map(|k| pki.path(k));
+        config.session_ticket_key_files = key.map(|k| pki.path(k)).into_iter().collect();
         config
     };
     let a = TestServer::start(replica(Some("tickets.key"))).await;
@@ -116,7 +116,7 @@ async fn a_resumed_session_of_a_since_revoked_client_is_refused() {
     let pki = TestPki::new();
     std::fs::write(pki.path("tickets.key"), [42u8; 32]).unwrap();
     let mut config = pki.config(ClientAuthMode::Required);
-    config.session_ticket_key_file = Some(pki.path("tickets.key"));
+    config.session_ticket_key_files = vec![pki.path("tickets.key")];
     let before = TestServer::start(config.clone()).await;
 
     let client_config = client(&pki);
@@ -131,4 +131,25 @@ async fn a_resumed_session_of_a_since_revoked_client_is_refused() {
     assert_eq!(kind, HandshakeKind::Resumed);
     assert!(body.starts_with("HTTP/1.1 403"), "{body}");
     assert!(body.contains("\"reason\":\"revoked\""), "{body}");
+}
+
+/// Rotation: a replica with the new key first and the old key second
+/// resumes sessions sealed under the old key.
+#[tokio::test]
+async fn rotated_keys_keep_old_tickets_working() {
+    let pki = TestPki::new();
+    std::fs::write(pki.path("old.key"), [1u8; 32]).unwrap();
+    std::fs::write(pki.path("new.key"), [2u8; 32]).unwrap();
+    let with_keys = |keys: &[&str]| {
+        let mut config = pki.config(ClientAuthMode::Required);
+        config.session_ticket_key_files = keys.iter().map(|k| pki.path(k)).collect();
+        config
+    };
+    let before = TestServer::start(with_keys(&["old.key"])).await;
+    let rotated = TestServer::start(with_keys(&["new.key", "old.key"])).await;
+    let config = client(&pki);
+    let _ = whoami(before.addr, &config).await;
+    let (kind, body) = whoami(rotated.addr, &config).await;
+    assert_eq!(kind, HandshakeKind::Resumed, "an old ticket still opens");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
 }

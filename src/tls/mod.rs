@@ -118,8 +118,10 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     server_config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-    if let Some(path) = &config.session_ticket_key_file {
-        server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_file(path)?);
+    if !config.session_ticket_key_files.is_empty() {
+        server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_files(
+            &config.session_ticket_key_files,
+        )?);
     }
     Ok(TlsSetup {
         config: Arc::new(server_config),

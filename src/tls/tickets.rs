@@ -35,22 +35,43 @@ pub enum TicketKeyError {
     TooShort { path: PathBuf, len: usize },
 }
 
-/// ChaCha20-Poly1305 tickets under a key derived from the shared file.
+/// ChaCha20-Poly1305 tickets. The first key seals new tickets; every key
+/// opens them, so keys rotate without a burst of full handshakes: put the
+/// new key first, keep the old one after it until its tickets expire.
 pub struct SharedKeyTicketer {
-    key: LessSafeKey,
-    key_id: [u8; KEY_ID_LEN],
+    keys: Vec<TicketKey>,
     random: SystemRandom,
+}
+
+struct TicketKey {
+    key: LessSafeKey,
+    id: [u8; KEY_ID_LEN],
 }
 
 impl std::fmt::Debug for SharedKeyTicketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key itself.
-        write!(f, "SharedKeyTicketer(key id {})", hex::encode(self.key_id))
+        // Never the keys themselves.
+        let ids: Vec<String> = self.keys.iter().map(|k| hex::encode(k.id)).collect();
+        write!(f, "SharedKeyTicketer(key ids {})", ids.join(", "))
     }
 }
 
 impl SharedKeyTicketer {
-    pub fn from_file(path: &Path) -> Result<Self, TicketKeyError> {
+    /// One key per file, the first file's key sealing new tickets.
+    pub fn from_files(paths: &[PathBuf]) -> Result<Self, TicketKeyError> {
+        let keys = paths
+            .iter()
+            .map(|path| TicketKey::from_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SharedKeyTicketer {
+            keys,
+            random: SystemRandom::new(),
+        })
+    }
+}
+
+impl TicketKey {
+    fn from_file(path: &Path) -> Result<Self, TicketKeyError> {
         let material = std::fs::read(path).map_err(|cause| TicketKeyError::Unreadable {
             path: path.to_owned(),
             cause,
@@ -72,10 +93,9 @@ impl SharedKeyTicketer {
                 len: material.len(),
             }
         })?;
-        Ok(SharedKeyTicketer {
+        Ok(TicketKey {
             key: LessSafeKey::new(unbound),
-            key_id,
-            random: SystemRandom::new(),
+            id: key_id,
         })
     }
 }
@@ -91,18 +111,20 @@ impl ProducesTickets for SharedKeyTicketer {
 
     /// `key id || nonce || ciphertext+tag`, the key id authenticated too.
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let current = self.keys.first()?;
         let mut nonce = [0u8; NONCE_LEN];
         self.random.fill(&mut nonce).ok()?;
         let mut sealed = plain.to_vec();
-        self.key
+        current
+            .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.key_id),
+                Aad::from(current.id),
                 &mut sealed,
             )
             .ok()?;
         let mut ticket = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + sealed.len());
-        ticket.extend_from_slice(&self.key_id);
+        ticket.extend_from_slice(&current.id);
         ticket.extend_from_slice(&nonce);
         ticket.extend_from_slice(&sealed);
         Some(ticket)
@@ -110,15 +132,13 @@ impl ProducesTickets for SharedKeyTicketer {
 
     fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
         let (key_id, rest) = ticket.split_at_checked(KEY_ID_LEN)?;
-        if key_id != self.key_id {
-            return None;
-        }
+        let key = self.keys.iter().find(|k| k.id == key_id)?;
         let (nonce, sealed) = rest.split_at_checked(NONCE_LEN)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buffer = sealed.to_vec();
-        let plain = self
+        let plain = key
             .key
-            .open_in_place(nonce, Aad::from(self.key_id), &mut buffer)
+            .open_in_place(nonce, Aad::from(key.id), &mut buffer)
             .ok()?;
         Some(plain.to_vec())
     }
@@ -129,10 +149,33 @@ mod tests {
     use super::*;
 
     fn ticketer(bytes: &[u8]) -> SharedKeyTicketer {
+        rotating(&[bytes])
+    }
+
+    fn rotating(keys: &[&[u8]]) -> SharedKeyTicketer {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        std::fs::write(&path, bytes).unwrap();
-        SharedKeyTicketer::from_file(&path).unwrap()
+        let paths: Vec<PathBuf> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let path = dir.path().join(format!("k{i}"));
+                std::fs::write(&path, bytes).unwrap();
+                path
+            })
+            .collect();
+        SharedKeyTicketer::from_files(&paths).unwrap()
+    }
+
+    #[test]
+    fn the_first_key_seals_and_every_key_opens() {
+        let old = ticketer(&[1u8; 32]);
+        let rotated = rotating(&[&[2u8; 32], &[1u8; 32]]);
+        let new_only = ticketer(&[2u8; 32]);
+        let from_old = old.encrypt(b"old session").unwrap();
+        assert_eq!(rotated.decrypt(&from_old).unwrap(), b"old session");
+        let from_rotated = rotated.encrypt(b"new session").unwrap();
+        assert_eq!(new_only.decrypt(&from_rotated).unwrap(), b"new session");
+        assert_eq!(old.decrypt(&from_rotated), None);
     }
 
     #[test]
