@@ -155,3 +155,62 @@ async fn connections_beyond_the_maximum_are_closed_and_counted() {
         .unwrap();
     assert_eq!(answer.status, StatusCode::OK);
 }
+
+/// The slowloris pattern: 1,000 TLS connections sending their request head
+/// one byte per second. A real client is still answered within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_trickling_headers_do_not_delay_a_real_client() {
+    let pki = TestPki::new();
+    let server = TestServer::start(pki.config(ClientAuthMode::Off)).await;
+    let tls_config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(mtls::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates({
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(
+                        rustls::pki_types::CertificateDer::from_pem_file(pki.path("ca.crt"))
+                            .unwrap(),
+                    )
+                    .unwrap();
+                roots
+            })
+            .with_no_client_auth(),
+    );
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(1001));
+    let mut tricklers = Vec::new();
+    for _ in 0..1000 {
+        let (tls_config, ready, addr) = (tls_config.clone(), ready.clone(), server.addr);
+        tricklers.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(tls_config)
+                .connect(common::DOMAIN.try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+            ready.wait().await;
+            for byte in b"GET / HTTP/1.1\r\nHost: slow\r\n" {
+                if tls.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+    ready.wait().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a byte or two each
+    let started = Instant::now();
+    let answer = get(server.addr, &ClientOptions::new(&pki), "/")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    for trickler in tricklers {
+        trickler.abort();
+    }
+}
