@@ -26,7 +26,6 @@ use rustls::client::{
     ClientSessionStore, ResolvesClientCert, Resumption, Tls12ClientSessionValue,
     Tls13ClientSessionValue, WebPkiServerVerifier,
 };
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{
@@ -475,25 +474,7 @@ impl ClientIdentity {
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, UsageError> {
-    let bytes = input::read(path).map_err(|err| usage(format!("--key: {err}")))?;
-    let no_key = || {
-        usage(format!(
-            "--key `{}` holds no private key; expected a `BEGIN PRIVATE KEY` (PKCS#8), `BEGIN EC PRIVATE KEY` (SEC1) or `BEGIN RSA PRIVATE KEY` (PKCS#1) block, or DER",
-            path.display()
-        ))
-    };
-    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        return PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| match err {
-            rustls::pki_types::pem::Error::NoItemsFound => no_key(),
-            other => usage(format!(
-                "--key `{}` is not valid PEM: {other}",
-                path.display()
-            )),
-        });
-    }
-    PrivateKeyDer::try_from(bytes.as_slice())
-        .map(|key| key.clone_key())
-        .map_err(|_| no_key())
+    input::private_key(path).map_err(usage)
 }
 
 /// Whether the key's public half is the certificate's. Compares the key

@@ -22,7 +22,6 @@ use hyper::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{
@@ -453,25 +452,7 @@ fn load_identity(
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientError> {
-    let bytes = input::read(path).map_err(|err| ClientError::Usage(format!("--key: {err}")))?;
-    let no_key = || {
-        ClientError::Usage(format!(
-            "--key `{}` holds no private key; expected a `BEGIN PRIVATE KEY` (PKCS#8), `BEGIN EC PRIVATE KEY` (SEC1) or `BEGIN RSA PRIVATE KEY` (PKCS#1) block, or DER",
-            path.display()
-        ))
-    };
-    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        return PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| match err {
-            rustls::pki_types::pem::Error::NoItemsFound => no_key(),
-            other => ClientError::Usage(format!(
-                "--key `{}` is not valid PEM: {other}",
-                path.display()
-            )),
-        });
-    }
-    PrivateKeyDer::try_from(bytes.as_slice())
-        .map(|key| key.clone_key())
-        .map_err(|_| no_key())
+    input::private_key(path).map_err(ClientError::Usage)
 }
 
 /// Delegates every decision to the real verifier, and keeps the chain the

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
 use rustls::pki_types::pem::{PemObject, SectionKind};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,27 @@ pub fn certificates(
             detail: err.to_string(),
         }),
     }
+}
+
+/// A `--key` file: PEM (PKCS#8, SEC1 or PKCS#1) or DER. The error is one
+/// line naming the file and the flag, for the commands' usage errors.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = read(path).map_err(|err| format!("--key: {err}"))?;
+    let no_key = || {
+        format!(
+            "--key `{}` holds no private key; expected a `BEGIN PRIVATE KEY` (PKCS#8), `BEGIN EC PRIVATE KEY` (SEC1) or `BEGIN RSA PRIVATE KEY` (PKCS#1) block, or DER",
+            path.display()
+        )
+    };
+    if is_pem(&bytes) {
+        return PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| match err {
+            rustls::pki_types::pem::Error::NoItemsFound => no_key(),
+            other => format!("--key `{}` is not valid PEM: {other}", path.display()),
+        });
+    }
+    PrivateKeyDer::try_from(bytes.as_slice())
+        .map(|key| key.clone_key())
+        .map_err(|_| no_key())
 }
 
 /// CRLs from PEM (`BEGIN X509 CRL`) or DER.
