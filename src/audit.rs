@@ -42,13 +42,28 @@ pub struct ClientSeen {
 #[derive(Debug, Default)]
 pub struct Audit {
     failures: Mutex<VecDeque<Failure>>,
-    clients: Mutex<HashMap<String, ClientSeen>>,
+    /// By SHA-256 fingerprint. Updated on every connection, so times stay
+    /// unformatted until `/clients` asks.
+    clients: Mutex<HashMap<String, Seen>>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    subject: String,
+    issuer: String,
+    not_after: String,
+    expires_in_days: i64,
+    first_seen: OffsetDateTime,
+    last_seen: OffsetDateTime,
+    connections: u64,
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_default()
 }
 
 impl Audit {
@@ -72,7 +87,7 @@ impl Audit {
         let Ok(mut clients) = self.clients.lock() else {
             return;
         };
-        let time = now();
+        let time = OffsetDateTime::now_utc();
         let key = &details.fingerprints.sha256;
         if let Some(client) = clients.get_mut(key) {
             client.last_seen = time;
@@ -84,7 +99,7 @@ impl Audit {
             // Forget the client seen least recently.
             if let Some(oldest) = clients
                 .iter()
-                .min_by(|a, b| a.1.last_seen.cmp(&b.1.last_seen))
+                .min_by_key(|(_, client)| client.last_seen)
                 .map(|(k, _)| k.clone())
             {
                 clients.remove(&oldest);
@@ -92,13 +107,12 @@ impl Audit {
         }
         clients.insert(
             key.clone(),
-            ClientSeen {
+            Seen {
                 subject: details.subject.rfc4514.clone(),
                 issuer: details.issuer.rfc4514.clone(),
-                sha256_fingerprint: key.clone(),
                 not_after: details.not_after.clone(),
                 expires_in_days: details.expires_in_days,
-                first_seen: time.clone(),
+                first_seen: time,
                 last_seen: time,
                 connections: 1,
             },
@@ -118,7 +132,20 @@ impl Audit {
         let mut clients: Vec<ClientSeen> = self
             .clients
             .lock()
-            .map(|c| c.values().cloned().collect())
+            .map(|c| {
+                c.iter()
+                    .map(|(fingerprint, seen)| ClientSeen {
+                        subject: seen.subject.clone(),
+                        issuer: seen.issuer.clone(),
+                        sha256_fingerprint: fingerprint.clone(),
+                        not_after: seen.not_after.clone(),
+                        expires_in_days: seen.expires_in_days,
+                        first_seen: rfc3339(seen.first_seen),
+                        last_seen: rfc3339(seen.last_seen),
+                        connections: seen.connections,
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         clients.sort_by(|a, b| {
             a.not_after

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rustls::{HandshakeKind, ServerConnection};
 use rustls_pki_types::CertificateDer;
@@ -18,8 +18,9 @@ use crate::tls::client_auth::ClientTrust;
 pub enum PeerIdentity {
     /// No certificate was presented (client auth off, or optional and none sent).
     None,
-    /// A chain that the client verifier accepted, leaf first.
-    Verified(Box<VerifiedClient>),
+    /// A chain that the client verifier accepted, leaf first; shared by the
+    /// connections that present the same chain (see `ClientTrust::identify`).
+    Verified(Arc<VerifiedClient>),
     /// A certificate was presented but failed verification (optional mode).
     /// It is never an identity: only the reason is kept.
     Rejected(Box<Rejection>),
@@ -101,7 +102,9 @@ impl ConnectionInfo {
     /// A presented chain becomes an identity only once verified: by the
     /// handshake itself in `required` mode, or here by `trust` when the
     /// handshake deferred it (`optional`) or when the session was resumed
-    /// (so revocation and validity are checked again, not restored).
+    /// (so revocation and validity are checked again, not restored; a
+    /// result this trust already holds for the same chain counts, see
+    /// `tls::verified_chains`).
     pub fn from_handshake(
         remote_addr: SocketAddr,
         conn: &ServerConnection,
@@ -111,15 +114,9 @@ impl ConnectionInfo {
         let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
         let peer = match (conn.peer_certificates(), trust) {
             (Some(chain), Some(trust)) if !chain.is_empty() => {
-                let verified = if deferred || resumed {
-                    trust.verify(chain)
-                } else {
-                    Ok(())
-                };
-                match verified {
-                    Ok(()) => PeerIdentity::Verified(Box::new(VerifiedClient::new(
-                        chain.iter().map(|c| c.clone().into_owned()).collect(),
-                    ))),
+                let verified_in_handshake = !(deferred || resumed);
+                match trust.identify(chain, verified_in_handshake) {
+                    Ok(client) => PeerIdentity::Verified(client),
                     Err(rejection) => PeerIdentity::Rejected(Box::new(rejection)),
                 }
             }

@@ -26,7 +26,7 @@ use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::http::json_response;
 use crate::http::{Body, refuse};
-use crate::identity::{ConnectionInfo, PeerIdentity, VerifiedClient};
+use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::metrics::{Metrics, route_label};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
@@ -532,8 +532,8 @@ impl Shared {
                 Ok(None)
             }
             Forwarded::Chain(chain) => {
-                let peer = match client_trust.verify(&chain) {
-                    Ok(()) => PeerIdentity::Verified(Box::new(VerifiedClient::new(chain))),
+                let peer = match client_trust.identify(&chain, false) {
+                    Ok(client) => PeerIdentity::Verified(client),
                     Err(rejection) => PeerIdentity::Rejected(Box::new(rejection)),
                 };
                 Ok(Some(ConnectionInfo {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::{TestPki, TestServer};
 use mtls::config::ClientAuthMode;
+use mtls::pki::{LeafSpec, Validity};
 use rustls::HandshakeKind;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,6 +17,11 @@ use tokio::net::TcpStream;
 
 /// One client configuration, so its session cache is shared by all calls.
 fn client(pki: &TestPki) -> Arc<rustls::ClientConfig> {
+    client_with(pki, "client")
+}
+
+/// Like `client`, with the identity `<stem>.crt` / `<stem>.key`.
+fn client_with(pki: &TestPki, stem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(pki.path("ca.crt")).unwrap())
@@ -25,8 +31,8 @@ fn client(pki: &TestPki) -> Arc<rustls::ClientConfig> {
         .unwrap()
         .with_root_certificates(roots)
         .with_client_auth_cert(
-            vec![CertificateDer::from_pem_file(pki.path("client.crt")).unwrap()],
-            PrivateKeyDer::from_pem_file(pki.path("client.key")).unwrap(),
+            vec![CertificateDer::from_pem_file(pki.path(&format!("{stem}.crt"))).unwrap()],
+            PrivateKeyDer::from_pem_file(pki.path(&format!("{stem}.key"))).unwrap(),
         )
         .unwrap();
     Arc::new(config)
@@ -152,4 +158,39 @@ async fn rotated_keys_keep_old_tickets_working() {
     let (kind, body) = whoami(rotated.addr, &config).await;
     assert_eq!(kind, HandshakeKind::Resumed, "an old ticket still opens");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+}
+
+/// Verified chains are remembered so that returning clients are not
+/// verified again, but never past the certificate's notAfter.
+#[tokio::test]
+async fn a_session_resumed_after_the_certificate_expired_is_refused() {
+    let pki = TestPki::new();
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::seconds(3);
+    let spec = LeafSpec {
+        validity: Validity {
+            not_before: now - time::Duration::hours(1),
+            not_after,
+        },
+        ..LeafSpec::client("short-lived")
+    };
+    let issued = common::authority_from(pki.dir.path()).issue(&spec).unwrap();
+    pki.write("short-lived", &issued);
+    let server = TestServer::start(pki.config(ClientAuthMode::Required)).await;
+    let config = client_with(&pki, "short-lived");
+
+    let (kind, body) = whoami(server.addr, &config).await;
+    assert_eq!(kind, HandshakeKind::Full);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let (kind, body) = whoami(server.addr, &config).await;
+    assert_eq!(kind, HandshakeKind::Resumed);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+
+    // notAfter has whole seconds; wait until it is surely past.
+    let wait = not_after - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    tokio::time::sleep(wait.try_into().unwrap()).await;
+    let (kind, body) = whoami(server.addr, &config).await;
+    assert_eq!(kind, HandshakeKind::Resumed);
+    assert!(body.starts_with("HTTP/1.1 403"), "{body}");
+    assert!(body.contains("\"reason\":\"expired\""), "{body}");
 }

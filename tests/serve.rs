@@ -273,3 +273,23 @@ async fn required_works_over_tls_1_2_too() {
     let result = get(server.addr, &anonymous, "/").await;
     assert!(result.is_err(), "TLS 1.2 without a certificate must fail");
 }
+
+#[tokio::test]
+async fn the_server_picks_aes_128_gcm_whatever_the_client_prefers() {
+    // rustls clients, like OpenSSL's, list the AES-256 suites first.
+    let pki = TestPki::new();
+    let server = TestServer::start(pki.config(ClientAuthMode::Required)).await;
+    for (options, expected) in [
+        (ClientOptions::new(&pki), "TLS13_AES_128_GCM_SHA256"),
+        (
+            ClientOptions::new(&pki).tls12_only(),
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ),
+    ] {
+        let answer = get(server.addr, &options.identity(pki.client()), "/cert")
+            .await
+            .unwrap();
+        assert_eq!(answer.json()["tls"]["cipher_suite"], expected);
+    }
+    server.stop().await;
+}

@@ -22,6 +22,8 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::X509Version;
 
+use super::verified_chains::VerifiedChains;
+use crate::identity::VerifiedClient;
 use crate::rejection::Rejection;
 use crate::strict;
 use crate::verify::Purpose;
@@ -35,6 +37,9 @@ pub struct ClientTrust {
     strict: Option<Arc<StrictChecks>>,
     /// RFC 4514 subjects of the trusted CAs, for explaining `unknown_issuer`.
     pub trusted_subjects: Vec<String>,
+    /// Chains verified recently; off with `--strict-x509`, whose extra
+    /// checks are not all bound by the validity dates the cache honours.
+    recently_verified: Option<VerifiedChains>,
 }
 
 /// What `crate::strict` needs besides the chain.
@@ -68,24 +73,62 @@ impl StrictChecks {
 }
 
 impl ClientTrust {
+    /// `crls_valid_until`: the earliest nextUpdate of the CRLs in use.
     pub fn new(
         webpki: Arc<dyn ClientCertVerifier>,
         strict: Option<StrictChecks>,
         trusted_subjects: Vec<String>,
+        crls_valid_until: Option<u64>,
     ) -> Self {
         ClientTrust {
             webpki,
+            recently_verified: match strict {
+                Some(_) => None,
+                None => Some(VerifiedChains::new(crls_valid_until)),
+            },
             strict: strict.map(Arc::new),
             trusted_subjects,
         }
     }
 
+    /// The identity of a presented chain (leaf first), verified now.
+    ///
+    /// `verified_in_handshake`: rustls has just verified this chain with
+    /// `self.verifier()` (a full handshake in `required` mode), so it is
+    /// not verified twice. A chain this trust verified earlier is not
+    /// verified again while the result still holds (see `verified_chains`).
+    pub fn identify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        verified_in_handshake: bool,
+    ) -> Result<Arc<VerifiedClient>, Rejection> {
+        let now = UnixTime::now();
+        let Some(cache) = &self.recently_verified else {
+            if !verified_in_handshake {
+                self.verify_at(chain, now)?;
+            }
+            return Ok(Arc::new(VerifiedClient::new(
+                chain.iter().map(|c| c.clone().into_owned()).collect(),
+            )));
+        };
+        if let Some(client) = cache.get(chain, now) {
+            return Ok(client);
+        }
+        if !verified_in_handshake {
+            self.verify_at(chain, now)?;
+        }
+        Ok(cache.insert(chain))
+    }
+
     /// Verifies a presented chain (leaf first) now.
     pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<(), Rejection> {
+        self.verify_at(chain, UnixTime::now())
+    }
+
+    fn verify_at(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), Rejection> {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(Rejection::no_certificate());
         };
-        let now = UnixTime::now();
         self.webpki
             .verify_client_cert(leaf, intermediates, now)
             .map_err(|err| self.explain(&err, Some(leaf)))?;

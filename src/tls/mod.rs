@@ -5,11 +5,13 @@ pub mod client_auth;
 pub mod danger;
 pub mod pem;
 pub mod tickets;
+mod verified_chains;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
@@ -89,10 +91,29 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The server's provider: the same algorithms, with the AES-128-GCM suites
+/// first. The server's order decides (`ignore_client_order`): AES-128 with
+/// SHA-256 is as strong as the P-256 and X25519 key exchange it runs with,
+/// and its SHA-256 key schedule costs clearly less per handshake than
+/// AES-256's SHA-384 one (docs/benchmarks.md). Browsers already ask for it
+/// first; OpenSSL and rustls clients ask for AES-256 first.
+fn server_provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(provider)
+}
+
 /// A complete server configuration for `config`, validated: the key matches
 /// the certificate and the client CA bundle parses.
 pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
-    let provider = provider();
+    let provider = server_provider();
     let identity = load_server_identity(&provider, &config.cert, &config.key)?;
     let client_trust = match config.client_auth {
         ClientAuthMode::Off => None,
@@ -118,6 +139,7 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     server_config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    server_config.ignore_client_order = true;
     if !config.session_ticket_key_files.is_empty() {
         server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_files(
             &config.session_ticket_key_files,
@@ -211,6 +233,7 @@ fn client_trust(
         }),
         false => None,
     };
+    let crls_valid_until = earliest_next_update(&crls);
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !crls.is_empty() {
@@ -219,7 +242,25 @@ fn client_trust(
     let verifier = builder
         .build()
         .map_err(|err| TlsConfigError::Rustls(err.to_string()))?;
-    Ok(ClientTrust::new(verifier, strict, trusted_subjects))
+    Ok(ClientTrust::new(
+        verifier,
+        strict,
+        trusted_subjects,
+        crls_valid_until,
+    ))
+}
+
+/// The earliest nextUpdate among the CRLs, in Unix seconds: past it, the
+/// verifier refuses every chain (revocation status unknown).
+fn earliest_next_update(crls: &[CertificateRevocationListDer<'_>]) -> Option<u64> {
+    crls.iter()
+        .filter_map(|crl| {
+            let (_, parsed) = x509_parser::parse_x509_crl(crl).ok()?;
+            let next_update = parsed.next_update()?.timestamp();
+            // Before 1970 means already expired.
+            Some(u64::try_from(next_update).unwrap_or(0))
+        })
+        .min()
 }
 
 /// The TLS client configuration for an https upstream: trust from
