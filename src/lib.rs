@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod input;
 pub mod inspect;
+pub mod log_format;
 pub mod logging;
 pub mod metrics;
 pub mod pki;
