@@ -113,7 +113,9 @@ impl Server {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192));
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            // hyper's default, pinned: more header fields get 431.
+            .max_headers(100);
         http.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
