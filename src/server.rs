@@ -113,11 +113,20 @@ impl Server {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192));
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            // hyper's default, pinned: more header fields get 431.
+            .max_headers(100);
         http.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(limits.max_streams)
+            // The library defaults, pinned so an upgrade cannot loosen them:
+            // GOAWAY after 20 streams reset by the client before they were
+            // served (rapid reset, CVE-2023-44487) and after 1,024 streams
+            // the server had to reset for client errors (CVE-2025-8671).
+            // tests/hostile.rs runs both attacks.
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
             .keep_alive_interval(Some(limits.idle_timeout))
             .keep_alive_timeout(Duration::from_secs(20));
 

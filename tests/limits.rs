@@ -6,24 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ClientOptions, TestPki, TestServer, get};
+use common::{ClientOptions, TestPki, TestServer, get, timed_request};
 use hyper::StatusCode;
 use mtls::config::ClientAuthMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn timed_request(server: &TestServer, pki: &TestPki) -> Duration {
-    let started = Instant::now();
-    let answer = get(
-        server.addr,
-        &ClientOptions::new(pki).identity(pki.client()),
-        "/",
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, StatusCode::OK);
-    started.elapsed()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_silent_connections_do_not_delay_a_real_client() {

@@ -26,7 +26,10 @@
 //! or any other control character, and no field can break the quoting of the
 //! structured formats (see the notes on [`HeaderFormat::Xfcc`] and
 //! [`HeaderFormat::Traefik`] for the two places where the reference would
-//! not have been safe and this module escapes more).
+//! not have been safe and this module escapes more). No value starts or
+//! ends with a space either: HTTP strips those, so the references' `admin `
+//! would reach the app as `admin`, another certificate's name; here an edge
+//! space is written as the format's hex escape (see `keep_edge_spaces`).
 //!
 //! Header names are case-insensitive; `hyper` stores and sends them in
 //! lower case (as HTTP/2 requires), so `SSL-Client-S-DN` arrives as
@@ -433,11 +436,11 @@ fn apache_headers(
     let cert = &client.cert;
     let dn = |x509_name: &X509Name<'_>| {
         if options.legacy_dn {
-            openssl_oneline(x509_name).into_bytes()
+            keep_edge_spaces(openssl_oneline(x509_name).into_bytes(), b"\\x20")
         } else {
             // mod_ssl: X509_NAME_print_ex(.., XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
             // its documentation: non-ASCII characters "are converted to UTF8".
-            openssl_rfc2253(x509_name, false)
+            rfc2253_header(x509_name, false)
         }
     };
     out.push(name(ApacheVar::SubjectDn), dn(cert.subject()));
@@ -451,7 +454,7 @@ fn apache_headers(
     {
         let mut value = Vec::new();
         print_value(&mut value, cn.attr_value(), MODSSL_ENTRY);
-        out.push(name(ApacheVar::SubjectCn), value);
+        out.push(name(ApacheVar::SubjectCn), keep_edge_spaces(value, b"\\20"));
     }
     out.push(name(ApacheVar::Serial), openssl_serial(cert.raw_serial()));
     let validity = cert.validity();
@@ -487,8 +490,8 @@ fn nginx_headers(out: &mut Headers, verify: &str, client: Option<&Client<'_>>) {
     let cert = &client.cert;
     // $ssl_client_s_dn / $ssl_client_i_dn (RFC 2253 since 1.11.6):
     // X509_NAME_print_ex(.., XN_FLAG_RFC2253), non-ASCII as \XX.
-    out.push(X_SSL_CLIENT_S_DN, openssl_rfc2253(cert.subject(), true));
-    out.push(X_SSL_CLIENT_I_DN, openssl_rfc2253(cert.issuer(), true));
+    out.push(X_SSL_CLIENT_S_DN, rfc2253_header(cert.subject(), true));
+    out.push(X_SSL_CLIENT_I_DN, rfc2253_header(cert.issuer(), true));
     // $ssl_client_serial: i2a_ASN1_INTEGER.
     out.push(X_SSL_CLIENT_SERIAL, openssl_serial(cert.raw_serial()));
     // $ssl_client_fingerprint: SHA-1 of the DER, lowercase hex (ngx_hex_dump).
@@ -541,7 +544,7 @@ fn xfcc(client: &Client<'_>, server_uri_san: Option<&str>) -> String {
     // The RFC 2253 form escapes `"` and `\` and has no control or non-ASCII
     // byte, so it goes inside the quotes as it is, as Envoy puts it there.
     let subject =
-        String::from_utf8_lossy(&openssl_rfc2253(client.cert.subject(), true)).into_owned();
+        String::from_utf8_lossy(&rfc2253_header(client.cert.subject(), true)).into_owned();
     parts.push(format!("Subject=\"{subject}\""));
     let sans = &client.details.subject_alt_names;
     if sans.uri.is_empty() {
@@ -560,6 +563,8 @@ fn xfcc(client: &Client<'_>, server_uri_san: Option<&str>) -> String {
 /// `,` `;` `=` or `"`, with `"` written as `\"` (and `\` as `\\`, see
 /// [`HeaderFormat::Xfcc`]). Control and non-ASCII bytes, which a header
 /// cannot carry and no valid URI or DNS name contains, become `%XX` first.
+/// A value that starts or ends with a space is quoted too: unquoted at the
+/// end of the header, HTTP would strip the space.
 fn xfcc_value(value: &str) -> String {
     let mut clean = String::with_capacity(value.len());
     for &byte in value.as_bytes() {
@@ -569,7 +574,7 @@ fn xfcc_value(value: &str) -> String {
             clean.push(byte as char);
         }
     }
-    if !clean.contains([',', ';', '=', '"']) {
+    if !clean.contains([',', ';', '=', '"']) && !clean.starts_with(' ') && !clean.ends_with(' ') {
         return clean;
     }
     let mut quoted = String::with_capacity(clean.len() + 2);
@@ -582,6 +587,41 @@ fn xfcc_value(value: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+// ---------------------------------------------------------------------------
+// Spaces at the edges of a value
+// ---------------------------------------------------------------------------
+
+/// HTTP strips spaces at both ends of a field value (RFC 9110, section 5.5),
+/// so a certificate name `admin ` sent as it is would reach the application
+/// as `admin`: the name of another certificate. A space at either end of
+/// `value` is written as `escaped_space` instead: `\20` in mod_ssl's
+/// single values and in RFC 2253 (whose readers decode `\XX`), `\x20` in
+/// the legacy one-line form. Mod_ssl and nginx send the space and lose it
+/// in transit; no other byte of the value changes.
+fn keep_edge_spaces(mut value: Vec<u8>, escaped_space: &[u8]) -> Vec<u8> {
+    if value.last() == Some(&b' ') {
+        value.pop();
+        value.extend_from_slice(escaped_space);
+    }
+    if value.first() == Some(&b' ') {
+        value.splice(..1, escaped_space.iter().copied());
+    }
+    value
+}
+
+/// [`openssl_rfc2253`] for a header: the escaped trailing space that ends a
+/// name whose last value ends in a space (`CN=x\ `) is written `\20`, so
+/// that HTTP cannot strip it. (RFC 2253 escapes every such space, so a value
+/// never ends in an unescaped one, and it never starts with a space.)
+fn rfc2253_header(name: &X509Name<'_>, msb: bool) -> Vec<u8> {
+    let mut value = openssl_rfc2253(name, msb);
+    if value.ends_with(b"\\ ") {
+        value.pop();
+        value.extend_from_slice(b"20");
+    }
+    value
 }
 
 // ---------------------------------------------------------------------------
@@ -1809,6 +1849,36 @@ mod tests {
         assert_eq!(xfcc_value("é"), "%C3%A9");
     }
 
+    /// A name ending in a space must not arrive as the name without it.
+    #[test]
+    fn edge_spaces_are_escaped_where_http_would_strip_them() {
+        let fixture = hostile_fixture(" admin ", "ops ", &["a.example ".to_owned()], &[]);
+        let value = |legacy_dn: bool, wanted: &str| {
+            let options = ApacheOptions {
+                underscore_names: false,
+                legacy_dn,
+            };
+            identity_headers(&HeaderFormat::ALL, &options, &fixture.state(), None)
+                .into_iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.as_bytes().to_vec())
+                .unwrap()
+        };
+        assert_eq!(value(false, "ssl-client-s-dn-cn"), br"\20admin\20");
+        // RFC 2253 escapes the spaces itself; only the final one changes.
+        assert_eq!(value(false, "ssl-client-s-dn"), br"CN=\ admin\ ,O=ops\20");
+        assert_eq!(value(false, "x-ssl-client-s-dn"), br"CN=\ admin\ ,O=ops\20");
+        assert_eq!(value(true, "ssl-client-s-dn"), br"/O=ops /CN= admin\x20");
+        let xfcc = value(false, "x-forwarded-client-cert");
+        assert!(
+            xfcc.ends_with(br#";Subject="CN=\ admin\ ,O=ops\20";URI=;DNS="a.example ""#),
+            "{}",
+            String::from_utf8_lossy(&xfcc)
+        );
+        assert_eq!(xfcc_value(" a"), "\" a\"");
+        assert_eq!(keep_edge_spaces(b" ".to_vec(), b"\\20"), br"\20");
+    }
+
     // -----------------------------------------------------------------
     // Property tests: attacker-chosen names never escape their value.
     // -----------------------------------------------------------------
@@ -1948,6 +2018,11 @@ mod tests {
             prop_assert!(headers.len() >= 16, "{headers:?}");
             for (name, value) in &headers {
                 let bytes = value.as_bytes();
+                // HTTP would strip an edge space in transit.
+                prop_assert!(
+                    !bytes.starts_with(b" ") && !bytes.ends_with(b" "),
+                    "{name}: {value:?}"
+                );
                 prop_assert!(
                     !bytes.iter().any(|&b| b < 0x20 || b == 0x7f),
                     "{name}: {value:?}"

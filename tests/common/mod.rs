@@ -188,7 +188,8 @@ impl ClientOptions {
         self
     }
 
-    fn rustls_config(&self) -> ClientConfig {
+    /// The rustls client configuration these options describe.
+    pub fn rustls_config(&self) -> ClientConfig {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
@@ -297,6 +298,21 @@ pub async fn request_with_headers(
         headers,
         body: String::from_utf8(body.to_vec())?,
     })
+}
+
+/// How long a real client with the default identity waits for `GET /`
+/// (asserting it gets 200), for "still served within a second" checks.
+pub async fn timed_request(server: &TestServer, pki: &TestPki) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let answer = get(
+        server.addr,
+        &ClientOptions::new(pki).identity(pki.client()),
+        "/",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    started.elapsed()
 }
 
 /// The rustls error somewhere in an error's source chain.
