@@ -48,6 +48,10 @@ server_log=${BENCH_SERVER_LOG:-/dev/null}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 out=${BENCH_OUT:-$target_dir/bench}
 sni=api.flaskmtlsauth.com
+# The crypto provider mtls is built with: its floor is the one that counts,
+# and the bare server with the same provider is the one mtls is divided by.
+if grep -q 'aws_lc_rs::default_provider' src/tls/mod.rs; then mtls_provider=aws-lc-rs; else mtls_provider=ring; fi
+mtls_provider=${BENCH_MTLS_PROVIDER:-$mtls_provider}
 
 say() { echo "== $*" >&2; }
 die() { echo "bench.sh: $*" >&2; exit 1; }
@@ -227,12 +231,18 @@ for repeat in $(seq "$repeats"); do
 done
 
 # --- the report ----------------------------------------------------------------
-export BENCH_FACT_COMMIT BENCH_FACT_RUSTC BENCH_FACT_NGINX BENCH_FACT_OPENSSL BENCH_FACT_BINARY_BYTES
+export BENCH_FACT_DATE BENCH_FACT_COMMIT BENCH_FACT_CPU BENCH_FACT_NPROC BENCH_FACT_KERNEL \
+    BENCH_FACT_RUSTC BENCH_FACT_NGINX BENCH_FACT_OPENSSL BENCH_FACT_BINARY_BYTES
+BENCH_FACT_DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 BENCH_FACT_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BENCH_FACT_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+BENCH_FACT_NPROC=$cores
+BENCH_FACT_KERNEL=$(uname -r)
 BENCH_FACT_RUSTC=$(rustc --version)
 BENCH_FACT_NGINX=$( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //')
 BENCH_FACT_OPENSSL=$(openssl version 2>/dev/null || echo none)
 BENCH_FACT_BINARY_BYTES=$(stat -c %s "$mtls_bin")
 export BENCH_SECONDS=$seconds BENCH_WARMUP=$warmup BENCH_REPEATS=$repeats BENCH_CONNS=$conns
 export BENCH_IDLE_CONNS=$idle BENCH_SERVER_CPU=$server_cpu BENCH_CLIENT_CPU=$client_cpu
+export BENCH_QUICK=${BENCH_QUICK:-0} BENCH_MTLS_PROVIDER=$mtls_provider
 python3 "$repo/scripts/bench_report.py" "$out" "$target_dir/criterion"

@@ -9,15 +9,22 @@
 //!   and the CA's signature on the client certificate).
 //!
 //! `server_share` runs all four in a row; scripts/bench.sh reads its median
-//! from target/criterion. No server can do a full handshake for less.
+//! from target/criterion. Times are CPU time of the benchmark thread
+//! (support/cpu_time.rs), like the server CPU time they are compared with.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 use mtls_bench::Provider;
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, SignatureVerificationAlgorithm, alg_id};
+use rustls::pki_types::{
+    PrivateKeyDer, PrivatePkcs8KeyDer, SignatureVerificationAlgorithm, alg_id,
+};
 use rustls::sign::Signer;
 use rustls::{NamedGroup, SignatureScheme};
 
@@ -117,7 +124,7 @@ impl Floor {
     }
 }
 
-fn crypto_floor(c: &mut Criterion) {
+fn crypto_floor(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("crypto_floor");
     for provider in [Provider::Ring, Provider::AwsLcRs] {
         let floor = Floor::new(&provider.crypto());
@@ -136,5 +143,9 @@ fn crypto_floor(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crypto_floor);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = crypto_floor
+}
 criterion_main!(benches);

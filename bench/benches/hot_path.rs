@@ -16,6 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 use hyper::Request;
 use mtls::cert::CertDetails;
 use mtls::config::{ClientAuthMode, ServeConfig};
@@ -141,7 +145,7 @@ fn handshake(
     (client, server)
 }
 
-fn benches(c: &mut Criterion) {
+fn benches(c: &mut Criterion<ThreadCpuTime>) {
     let dir = pki();
     let client = client_config(&dir);
     let plain = plain_server_config(&dir);
@@ -215,5 +219,9 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, benches);
+criterion_group! {
+    name = hot_path;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = benches
+}
 criterion_main!(hot_path);

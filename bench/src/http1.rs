@@ -151,7 +151,11 @@ mod tests {
             let mut request = vec![0u8; 1024];
             let n = server.read(&mut request).await.unwrap();
             assert!(request[..n].starts_with(b"GET /x HTTP/1.1\r\nHost: h\r\n"));
-            for piece in [&b"HTTP/1.1 200 OK\r\nContent-Le"[..], b"ngth: 5\r\n\r\nhel", b"lo"] {
+            for piece in [
+                &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+                b"ngth: 5\r\n\r\nhel",
+                b"lo",
+            ] {
                 server.write_all(piece).await.unwrap();
                 server.flush().await.unwrap();
                 tokio::task::yield_now().await;

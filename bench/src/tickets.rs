@@ -81,7 +81,11 @@ impl ClientSessionStore for TicketStore {
         Self::for_server(&mut inner, server_name).tls12 = None;
     }
 
-    fn insert_tls13_ticket(&self, server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
         let mut inner = self.inner.lock().unwrap();
         let state = Self::for_server(&mut inner, &server_name);
         if state.tls13.len() == self.capacity {

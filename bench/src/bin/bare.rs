@@ -97,9 +97,8 @@ async fn serve(listen: SocketAddr, tls: Arc<ServerConfig>) -> anyhow::Result<()>
                 return;
             };
             let service = service_fn(|_request| async {
-                let mut response = Response::new(Full::new(Bytes::from_static(
-                    WELCOME_BODY.as_bytes(),
-                )));
+                let mut response =
+                    Response::new(Full::new(Bytes::from_static(WELCOME_BODY.as_bytes())));
                 response
                     .headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

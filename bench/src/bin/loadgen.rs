@@ -361,7 +361,10 @@ async fn keepalive_hyper(
             if status != hyper::StatusCode::OK {
                 bail!("status {status} instead of 200");
             }
-            if !body.windows(target.expect.len()).any(|w| w == target.expect) {
+            if !body
+                .windows(target.expect.len())
+                .any(|w| w == target.expect)
+            {
                 bail!("unexpected body: {}", String::from_utf8_lossy(&body));
             }
             Ok(())
@@ -577,7 +580,9 @@ async fn startup(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
             break Ok(started.elapsed());
         }
         if let Some(status) = child.try_wait()? {
-            break Err(anyhow::anyhow!("the server exited ({status}) before answering"));
+            break Err(anyhow::anyhow!(
+                "the server exited ({status}) before answering"
+            ));
         }
         if started.elapsed() > target.timeout {
             break Err(anyhow::anyhow!(
