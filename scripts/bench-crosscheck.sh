@@ -51,76 +51,88 @@ for _ in $(seq 100); do
 done
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+written() { awk '$1 == "wchar:" { print $2 }' "/proc/$pid/io"; }
 now() { date +%s.%N; }
-# report NAME OPS WALL_SECONDS SERVER_TICKS [NOTE]
-report() {
-    awk -v name="$1" -v ops="$2" -v wall="$3" -v ticks="$4" -v note="${5:-}" 'BEGIN {
-        printf "| %s | %d | %.0f | %.1f | %s |\n", name, ops, ops / wall, ticks * 10000 / ops, note }'
+
+# run NAME OPS-COMMAND -- CLIENT...: runs a client (the functions below pin
+# it to core 1) and prints a table row. OPS-COMMAND reads the client's output ($work/out) and
+# prints the number of operations (and, after a tab, a note). The server's
+# CPU time and the bytes it wrote (wchar: a full handshake sends the
+# certificate, a resumed one does not) come from /proc around the run; the
+# client's CPU time from the shell's `time`.
+run() {
+    local name=$1 parse=$2 t0 c0 w0 t1 c1 w1 parsed ops note
+    shift 3
+    t0=$(now) c0=$(ticks) w0=$(written)
+    TIMEFORMAT='%U %S'
+    { time "$@" >"$work/out" 2>"$work/err"; } 2>"$work/time" ||
+        { cat "$work/err" >&2; echo "crosscheck: $name failed" >&2; exit 1; }
+    t1=$(now) c1=$(ticks) w1=$(written)
+    parsed=$($parse)
+    ops=${parsed%%$'\t'*}
+    note=${parsed#*$'\t'}
+    [ "$note" = "$parsed" ] && note=
+    awk -v name="$name" -v ops="$ops" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v ticks="$((c1 - c0))" -v bytes="$((w1 - w0))" -v client="$(cat "$work/time")" -v note="$note" 'BEGIN {
+        split(client, c, " ")
+        printf "| %s | %d | %.0f | %.1f | %.0f | %.0f | %s |\n", name, ops, ops / wall,
+            ticks * 10000 / ops, bytes / ops, (c[1] + c[2]) * 1e6 / ops, note }'
 }
-# loadgen_row NAME ARGS...: the load generator measures itself.
-loadgen_row() {
-    local name=$1
-    shift
-    taskset -c 1 "$target_dir/release/loadgen" --addr "127.0.0.1:$port" --sni "$sni" \
-        --ca "$pki/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key" \
-        --server-pid "$pid" --warmup 1 --duration "$seconds" "$@" >"$work/result.json"
-    python3 - "$name" "$work/result.json" <<'EOF'
+s_time_ops() { # "N connections in X.XXs; ...": the last such line is the phase asked for
+    grep -E '^[0-9]+ connections in [0-9.]+s;' "$work/out" | tail -1 | awk '{ print $1 }'
+}
+loadgen_ops() {
+    python3 - "$work/out" <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[2]))
-note = f"client CPU {r['client_cpu_us_per_op']} µs/op"
-if r["mode"] == "resumed":
-    note += f"; not resumed: {r['wrong_handshake_kind']}"
+r = json.load(open(sys.argv[1]))
+note = []
+if r["mode"] in ("full", "resumed"):
+    note.append("handshakes of the other kind: %d" % r["wrong_handshake_kind"])
 if r["mode"] == "keepalive":
-    note += f"; p50 {r['latency']['p50_us']} µs, p99 {r['latency']['p99_us']} µs"
-print(f"| {sys.argv[1]} | {r['ops']} | {r['ops_per_s']:.0f} | {r['server_cpu_us_per_op']:.1f} | {note} |")
+    note.append("p50 %d µs, p99 %d µs" % (r["latency"]["p50_us"], r["latency"]["p99_us"]))
+print("%d\t%s" % (r["ops"], "; ".join(note)))
 EOF
 }
-s_time_row() { # s_time_row NAME -new|-reuse
-    local t0 c0 t1 c1 ops
-    t0=$(now) c0=$(ticks)
-    taskset -c 1 openssl s_time -connect "127.0.0.1:$port" "$2" -cert "$pki/client.crt" \
-        -key "$pki/client.key" -CAfile "$pki/ca.crt" -time "$seconds" -www / >"$work/s_time.txt" 2>&1
-    t1=$(now) c1=$(ticks)
-    # "N connections in X.XXs; Y connections/user sec": the last such line
-    # is the phase asked for (-reuse runs only the reuse phase).
-    ops=$(grep -E '^[0-9]+ connections in [0-9.]+s;' "$work/s_time.txt" | tail -1 | awk '{ print $1 }')
-    local user
-    user=$(grep -E '^[0-9]+ connections in [0-9.]+s;' "$work/s_time.txt" | tail -1 | sed -E 's/.* in ([0-9.]+)s;.*/\1/')
-    report "$1" "$ops" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$((c1 - c0))" \
-        "client CPU $(awk -v u="$user" -v n="$ops" 'BEGIN { printf "%.0f", u * 1e6 / n }') µs/op (user time)"
-}
-oha_row() { # oha_row NAME CONNECTIONS [OHA-ARGS...]
-    local name=$1 conns=$2 t0 c0 t1 c1 ops
-    shift 2
-    t0=$(now) c0=$(ticks)
-    taskset -c 1 "$oha" --no-tui -z "${seconds}s" -c "$conns" --output-format json \
-        --cacert "$pki/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key" \
-        --connect-to "$sni:$port:127.0.0.1:$port" "$@" "https://$sni:$port/" >"$work/oha.json"
-    t1=$(now) c1=$(ticks)
-    ops=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(d["statusCodeDistribution"].values()))' "$work/oha.json")
-    report "$name" "$ops" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$((c1 - c0))" "$(python3 -c '
+oha_ops() {
+    python3 - "$work/out" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
+ops = sum(d["statusCodeDistribution"].values())
 p = d.get("latencyPercentiles", {})
-print(f"p50 {p.get(\"p50\", 0) * 1e6:.0f} µs, p99 {p.get(\"p99\", 0) * 1e6:.0f} µs")' "$work/oha.json")"
+print("%d\tp50 %.0f µs, p99 %.0f µs" % (ops, (p.get("p50") or 0) * 1e6, (p.get("p99") or 0) * 1e6))
+EOF
+}
+s_time() { # s_time -new|-reuse
+    taskset -c 1 openssl s_time -connect "127.0.0.1:$port" "$1" -cert "$pki/client.crt" -key "$pki/client.key" \
+        -CAfile "$pki/ca.crt" -time "$seconds" -www /
+}
+loadgen() {
+    taskset -c 1 "$target_dir/release/loadgen" --addr "127.0.0.1:$port" --sni "$sni" --ca "$pki/ca.crt" \
+        --cert "$pki/client.crt" --key "$pki/client.key" --warmup 0 --duration "$seconds" "$@"
+}
+oha_run() {
+    taskset -c 1 "$oha" --no-tui -z "${seconds}s" --output-format json --cacert "$pki/ca.crt" \
+        --cert "$pki/client.crt" --key "$pki/client.key" \
+        --connect-to "$sni:$port:127.0.0.1:$port" "$@" "https://$sni:$port/"
 }
 
 echo "Server: $server on core 0; clients on core 1; $seconds s per run."
 echo
-echo "| client | operations | per second | server CPU µs per operation | note |"
-echo "|---|---|---|---|---|"
-s_time_row "openssl s_time -new (1 connection at a time)" -new
-loadgen_row "loadgen --mode full --connections 1" --mode full --connections 1
-loadgen_row "loadgen --mode full --connections 1 --x25519-only" --mode full --connections 1 --x25519-only
-s_time_row "openssl s_time -reuse (1 connection at a time)" -reuse
-loadgen_row "loadgen --mode resumed --connections 1" --mode resumed --connections 1
+echo "| client | operations | per second | server CPU µs per op | server bytes written per op | client CPU µs per op | note |"
+echo "|---|---|---|---|---|---|---|"
+run "openssl s_time -new" s_time_ops -- s_time -new
+run "loadgen --mode full --connections 1" loadgen_ops -- loadgen --mode full --connections 1
+run "loadgen --mode full --connections 1 --x25519-only" loadgen_ops -- loadgen --mode full --connections 1 --x25519-only
+run "openssl s_time -reuse" s_time_ops -- s_time -reuse
+run "loadgen --mode resumed --connections 1" loadgen_ops -- loadgen --mode resumed --connections 1
 if [ -n "$oha" ]; then
-    oha_row "oha --disable-keepalive -c 1" 1 --disable-keepalive
-    oha_row "oha --disable-keepalive -c 32" 32 --disable-keepalive
-    loadgen_row "loadgen --mode full --connections 32" --mode full --connections 32
-    oha_row "oha -c 32 (keep-alive)" 32
+    run "oha --disable-keepalive -c 1" oha_ops -- oha_run -c 1 --disable-keepalive
+    run "oha --disable-keepalive -c 32" oha_ops -- oha_run -c 32 --disable-keepalive
+    run "loadgen --mode full --connections 32" loadgen_ops -- loadgen --mode full --connections 32
+    run "loadgen --mode resumed --connections 32" loadgen_ops -- loadgen --mode resumed --connections 32
+    run "oha -c 32 (keep-alive)" oha_ops -- oha_run -c 32
 else
-    echo "| oha | – | – | – | not installed (cargo install oha --locked; OHA=path) |"
+    echo "| oha | – | – | – | – | – | not installed (cargo install oha --locked; or OHA=path) |"
 fi
-loadgen_row "loadgen --mode keepalive --connections 32" --mode keepalive --connections 32
-loadgen_row "loadgen --mode keepalive --connections 32 --http hyper" --mode keepalive --connections 32 --http hyper
+run "loadgen --mode keepalive --connections 32" loadgen_ops -- loadgen --mode keepalive --connections 32
+run "loadgen --mode keepalive --connections 32 --http hyper" loadgen_ops -- loadgen --mode keepalive --connections 32 --http hyper

@@ -164,11 +164,16 @@ def main():
         "{:,.0f}",
     )
     row(
-        "start-up to first answered request, ms",
+        "start-up: exec to first accepted connection, ms",
+        lambda s: value(s, "startup", "first_connect_ms"),
+        "{:,.1f}",
+        "< 50 ms",
+        lambda v: v.get("mtls") is not None and v["mtls"] < 50,
+    )
+    row(
+        "start-up: exec to first answered mTLS request, ms",
         lambda s: value(s, "startup", "startup_ms"),
         "{:,.1f}",
-        "< 50 ms (to first accepted connection)",
-        lambda v: v.get("mtls") is not None and v["mtls"] < 50,
     )
 
     def fmt(fmt_string, number):

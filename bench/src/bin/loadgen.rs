@@ -227,11 +227,15 @@ fn target(args: &Args) -> anyhow::Result<Target> {
     })
 }
 
-async fn connect(target: &Target) -> anyhow::Result<TlsStream<TcpStream>> {
+async fn tcp_connect(target: &Target) -> anyhow::Result<TcpStream> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .with_context(|| format!("connecting to {}", target.addr))?;
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn tls_over(target: &Target, tcp: TcpStream) -> anyhow::Result<TlsStream<TcpStream>> {
     target
         .connector
         .connect(target.server_name.clone(), tcp)
@@ -239,11 +243,23 @@ async fn connect(target: &Target) -> anyhow::Result<TlsStream<TcpStream>> {
         .context("TLS handshake")
 }
 
+async fn connect(target: &Target) -> anyhow::Result<TlsStream<TcpStream>> {
+    tls_over(target, tcp_connect(target).await?).await
+}
+
 /// One connection, one handshake, one request; the server closes the
 /// connection after the response and the client waits for that, so every
 /// connection ends cleanly.
 async fn one_shot(target: &Target, buf: &mut Vec<u8>) -> anyhow::Result<HandshakeKind> {
-    let mut tls = connect(target).await?;
+    one_shot_over(target, tcp_connect(target).await?, buf).await
+}
+
+async fn one_shot_over(
+    target: &Target,
+    tcp: TcpStream,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<HandshakeKind> {
+    let mut tls = tls_over(target, tcp).await?;
     let kind = tls
         .get_ref()
         .1
@@ -564,6 +580,7 @@ async fn startup(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
     let Some((program, rest)) = args.command.split_first() else {
         bail!("startup mode needs the server command after `--`");
     };
+    warm_up_client_crypto(args)?;
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(rest)
@@ -573,11 +590,19 @@ async fn startup(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
         .with_context(|| format!("cannot start `{program}`"))?;
     let mut attempts = 0u64;
     let mut buf = Vec::new();
+    let mut first_connect = None;
+    let mut last_error = None;
     let outcome = loop {
         attempts += 1;
-        let attempt = tokio::time::timeout(target.timeout, one_shot(&target, &mut buf)).await;
-        if let Ok(Ok(_)) = attempt {
-            break Ok(started.elapsed());
+        let attempt = async {
+            let tcp = tcp_connect(&target).await?;
+            first_connect.get_or_insert(started.elapsed());
+            one_shot_over(&target, tcp, &mut buf).await
+        };
+        match tokio::time::timeout(target.timeout, attempt).await {
+            Ok(Ok(_)) => break Ok(started.elapsed()),
+            Ok(Err(err)) => last_error = Some(format!("{err:#}")),
+            Err(_) => last_error = Some("no answer within the --timeout".to_owned()),
         }
         if let Some(status) = child.try_wait()? {
             break Err(anyhow::anyhow!(
@@ -586,19 +611,51 @@ async fn startup(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
         }
         if started.elapsed() > target.timeout {
             break Err(anyhow::anyhow!(
-                "no answer within {:?}: {attempt:?}",
-                target.timeout
+                "no answer within {:?}; last error: {}",
+                target.timeout,
+                last_error.as_deref().unwrap_or("none")
             ));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     terminate(&mut child)?;
     let elapsed = outcome?;
+    let ms = |d: Duration| round2(d.as_secs_f64() * 1e3);
     Ok(json!({
-        "startup_ms": round2(elapsed.as_secs_f64() * 1e3),
+        "startup_ms": ms(elapsed),
+        "first_connect_ms": first_connect.map(ms),
         "attempts": attempts,
+        "last_failed_attempt": last_error,
         "command": args.command,
     }))
+}
+
+/// The crypto library's one-time set-up (aws-lc-rs takes tens of
+/// milliseconds on first use) must not count as the server's start-up: a
+/// key share and a signature with the client key trigger it beforehand.
+fn warm_up_client_crypto(args: &Args) -> anyhow::Result<()> {
+    let target = target(args)?;
+    let config = ClientConfig::clone(&target.connector.config());
+    rustls::ClientConnection::new(Arc::new(config), target.server_name.clone())
+        .context("warming up the client's TLS")?;
+    let signer = args
+        .provider
+        .crypto()
+        .key_provider
+        .load_private_key(load_key(&args.key)?)
+        .context("the client key is not usable")?;
+    let schemes = [
+        rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+        rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
+        rustls::SignatureScheme::ED25519,
+        rustls::SignatureScheme::RSA_PSS_SHA256,
+    ];
+    if let Some(signer) = signer.choose_scheme(&schemes) {
+        signer
+            .sign(b"warm-up")
+            .context("warming up the client's signatures")?;
+    }
+    Ok(())
 }
 
 /// SIGTERM (nginx's master then stops its workers), then SIGKILL after 5 s.
