@@ -22,6 +22,7 @@
 #   BENCH_SERVER_CPU / BENCH_CLIENT_CPU   cores (0 / 1)
 #   BENCH_PORT         loopback port the servers listen on (15443)
 #   BENCH_SERVER_LOG   where the servers' request logs go (/dev/null)
+#   BENCH_MTLS_PROVIDER  crypto provider mtls is built with (read from src/tls/mod.rs)
 #   BENCH_OUT          result directory (target/bench)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,9 +194,17 @@ start_server() { # sets server_pids
     port_free && die "$name does not listen on 127.0.0.1:$port after 10 s"
     server_pids=("$main")
     if [ "$name" = nginx ]; then
-        # The master (its share is small) and its one worker.
-        server_pids+=($(pgrep -P "$main"))
-        [ "${#server_pids[@]}" = 2 ] || die "nginx should have one worker, found: ${server_pids[*]}"
+        # The master (its share is small) and its one worker, which the
+        # master forks after it has started listening.
+        local worker=
+        for _ in $(seq 100); do
+            worker=$(pgrep -P "$main" || true)
+            [ -n "$worker" ] && break
+            sleep 0.05
+        done
+        [ -n "$worker" ] && [ "$(echo "$worker" | wc -l)" = 1 ] ||
+            die "nginx should have one worker process, found: ${worker:-none}"
+        server_pids+=("$worker")
     fi
 }
 
