@@ -249,7 +249,7 @@ BENCH_FACT_NPROC=$cores
 BENCH_FACT_KERNEL=$(uname -r)
 BENCH_FACT_RUSTC=$(rustc --version)
 BENCH_FACT_NGINX=$( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //')
-BENCH_FACT_OPENSSL=$(openssl version 2>/dev/null || echo none)
+BENCH_FACT_OPENSSL=$(openssl version 2>/dev/null | cut -d' ' -f1,2 || echo none)
 BENCH_FACT_BINARY_BYTES=$(stat -c %s "$mtls_bin")
 export BENCH_SECONDS=$seconds BENCH_WARMUP=$warmup BENCH_REPEATS=$repeats BENCH_CONNS=$conns
 export BENCH_IDLE_CONNS=$idle BENCH_SERVER_CPU=$server_cpu BENCH_CLIENT_CPU=$client_cpu

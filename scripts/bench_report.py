@@ -255,10 +255,10 @@ def main():
         intro += ["**QUICK sanity run (BENCH_QUICK=1): short phases, one repeat. Not a result.**", ""]
     intro += [
         f"{facts['date']}, commit {facts['commit']}; {facts['cpu']}, {facts['nproc']} cores, "
-        f"Linux {facts['kernel']}; {facts['rustc']}; nginx {facts['nginx']} ({facts['openssl']}).",
+        f"Linux {facts['kernel']}; {facts['rustc']}; {facts['nginx']} ({facts['openssl']}).",
         f"Server on core {facts['server_cpu']}, load generator on core {facts['client_cpu']}; "
         f"{facts['seconds']} s per phase after {facts['warmup']} s of warm-up, "
-        f"medians of {facts['repeats']} repeats, {facts['connections']} concurrent connections, "
+        f"medians over {facts['repeats']} repeat(s), {facts['connections']} concurrent connections, "
         f"X25519 only, TLS 1.3, ECDSA P-256 certificates.",
         f"Release binary target/release/mtls: {size:,} bytes ({size / 2**20:.1f} MiB).",
         "",
