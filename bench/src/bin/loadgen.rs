@@ -279,10 +279,16 @@ async fn one_shot_over(
 async fn handshake_worker(target: Arc<Target>, run: Arc<Run>, want: HandshakeKind) -> Latencies {
     let mut latencies = Latencies::default();
     let mut buf = Vec::with_capacity(4096);
+    // A worker's first handshake is never counted: in `resumed` mode it is
+    // the full one that brings the first tickets, whatever the warm-up.
+    let mut primed = false;
     while !run.stopped() {
         let started = Instant::now();
         match tokio::time::timeout(target.timeout, one_shot(&target, &mut buf)).await {
             Ok(Ok(kind)) => {
+                if !std::mem::replace(&mut primed, true) {
+                    continue;
+                }
                 if run.measuring() {
                     run.ops.fetch_add(1, Ordering::Relaxed);
                     latencies.record(started.elapsed().as_micros() as u64);
