@@ -641,9 +641,11 @@ async fn startup(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
 /// key share and a signature with the client key trigger it beforehand.
 fn warm_up_client_crypto(args: &Args) -> anyhow::Result<()> {
     let target = target(args)?;
-    let config = ClientConfig::clone(&target.connector.config());
-    rustls::ClientConnection::new(Arc::new(config), target.server_name.clone())
-        .context("warming up the client's TLS")?;
+    rustls::ClientConnection::new(
+        target.connector.config().clone(),
+        target.server_name.clone(),
+    )
+    .context("warming up the client's TLS")?;
     let signer = args
         .provider
         .crypto()
