@@ -1,0 +1,110 @@
+//! The "bare" baseline of scripts/bench.sh: hyper + tokio-rustls with
+//! rustls' `WebPkiClientVerifier` (client certificate required) and nothing
+//! else: no logging, no metrics, no policy, no timeouts. It answers every
+//! request with the welcome JSON. What mtls costs beyond this server is what
+//! its features cost.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use mtls_bench::{Provider, WELCOME_BODY, load_certs, load_key, load_roots};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Parser)]
+#[command(about = "Minimal hyper + tokio-rustls mTLS server (benchmark baseline)")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:5002")]
+    listen: SocketAddr,
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    /// Trusted CA bundle for client certificates (required).
+    #[arg(long)]
+    client_ca: PathBuf,
+    #[arg(long, value_enum, default_value_t = Provider::Ring)]
+    provider: Provider,
+    /// Runtime worker threads; by default one per CPU the process may run on
+    /// (so one under `taskset -c 0`, like mtls).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tls = Arc::new(server_config(&args)?);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(args.listen, tls))
+}
+
+fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
+    let provider = Arc::new(args.provider.crypto());
+    let roots = Arc::new(load_roots(&args.client_ca)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .context("cannot build the client verifier")?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&args.cert)?, load_key(&args.key)?)
+        .context("the server certificate and key do not fit together")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn serve(listen: SocketAddr, tls: Arc<ServerConfig>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("bare: listening on https://{}", listener.local_addr()?);
+    let acceptor = TlsAcceptor::from(tls);
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // EMFILE and the like: wait instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(|_request| async {
+                let mut response =
+                    Response::new(Full::new(Bytes::from_static(WELCOME_BODY.as_bytes())));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok::<_, Infallible>(response)
+            });
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
