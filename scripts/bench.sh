@@ -133,6 +133,10 @@ http {
         listen 127.0.0.1:$port ssl;
         server_name $sni;
         ssl_protocols TLSv1.2 TLSv1.3;
+        # The suite mtls and the bare server choose (AES-128-GCM, SHA-256
+        # key schedule), by the server's order as they do.
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        ssl_prefer_server_ciphers on;
         ssl_certificate $pki/server.crt;
         ssl_certificate_key $pki/server.key;
         ssl_client_certificate $pki/ca.crt;
