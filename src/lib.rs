@@ -1,6 +1,9 @@
 //! mtls: an HTTPS server that authenticates clients by certificate, and the
 //! tools around it. The binary, the tests and the benchmarks share this library.
 
+// Memory safety is left to the compiler and to audited dependencies.
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod audit;
 pub mod cert;
