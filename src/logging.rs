@@ -1,9 +1,14 @@
 //! Logging set-up: `RUST_LOG` filters (default `info`), text or JSON lines
-//! on standard error.
+//! on standard error. Nothing secret is logged at any level: keys and
+//! passwords never are, and certificates appear only as names and digests.
 
 use std::io::IsTerminal;
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 
@@ -14,7 +19,16 @@ pub fn init(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(secret_safe_levels()).init(),
+        LogFormat::Json => builder.json().finish().with(secret_safe_levels()).init(),
     }
+}
+
+/// A ceiling on top of `RUST_LOG`: rustls traces every handshake message,
+/// certificates included, in full, so it never logs below debug whatever
+/// `RUST_LOG` asks. (To see a handshake, use `--keylog` and a capture.)
+pub fn secret_safe_levels() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("rustls", LevelFilter::DEBUG)
 }
