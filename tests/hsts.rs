@@ -83,6 +83,12 @@ async fn built_in_routes_and_refusals_carry_the_default_header() {
     .unwrap();
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(sts(&bad), [DEFAULT]);
+
+    // mtls's own answers are never sniffed or framed.
+    for answer in [&ok, &h2, &forbidden, &not_found, &bad] {
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+        assert_eq!(answer.headers["x-frame-options"], "DENY");
+    }
 }
 
 #[tokio::test]

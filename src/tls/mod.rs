@@ -129,6 +129,10 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     server_config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    // The server's order (AES-256-GCM first) decides, not the client's:
+    // every suite offered is AEAD with forward secrecy either way, and a
+    // server-chosen order is what TLS scanners expect.
+    server_config.ignore_client_order = true;
     if !config.session_ticket_key_files.is_empty() {
         server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_files(
             &config.session_ticket_key_files,
