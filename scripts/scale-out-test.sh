@@ -48,7 +48,7 @@ check() { # check NAME CONDITION-RESULT(0/1) DETAIL
 }
 
 "$bin" pki init --dir "$work/pki" >/dev/null
-head -c 32 /dev/urandom >"$work/tickets.key"
+(umask 077; head -c 32 /dev/urandom >"$work/tickets.key")
 front=$base
 for n in 1 2 3; do
     "$bin" serve --listen "127.0.0.1:$((base + n))" --admin-listen "127.0.0.1:$((base + 10 + n))" \

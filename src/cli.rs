@@ -454,6 +454,24 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Strict-Transport-Security value sent with every HTTPS answer (an
+    /// upstream's own header is kept), or `off`. Add `; includeSubDomains`
+    /// only when every subdomain serves HTTPS.
+    #[arg(long, env = "HSTS", default_value = crate::hsts::DEFAULT_HSTS, value_name = "VALUE|off")]
+    pub hsts: String,
+
+    /// Start even when a private key or other secret file is readable or
+    /// writable by every user of the machine (it is refused otherwise).
+    #[arg(long, env = "ALLOW_INSECURE_KEY_PERMISSIONS")]
+    pub allow_insecure_key_permissions: bool,
+
+    /// DEBUGGING ONLY: append the TLS session secrets to FILE (NSS key log
+    /// format, created 0600) so Wireshark can decrypt the traffic. Without
+    /// FILE, the path in SSLKEYLOGFILE; that variable is ignored without
+    /// this flag. Deliberately no variable of its own.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub keylog: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -73,6 +73,12 @@ pub enum ConfigError {
     Forwarded(String),
     #[error("{0}")]
     UpstreamP12(String),
+    #[error(transparent)]
+    Hsts(#[from] crate::hsts::InvalidHsts),
+    #[error(
+        "--keylog without a FILE takes the path from SSLKEYLOGFILE, which is not set; write --keylog FILE"
+    )]
+    KeylogWithoutPath,
 }
 
 /// Everything `mtls serve` needs, resolved and validated.
@@ -108,6 +114,12 @@ pub struct ServeConfig {
     /// Keys shared by all replicas for TLS session tickets; the first seals.
     pub session_ticket_key_files: Vec<PathBuf>,
     pub limits: Limits,
+    /// The Strict-Transport-Security value of every HTTPS answer; `None` is off.
+    pub hsts: Option<hyper::header::HeaderValue>,
+    /// Start even with secret files that every user may read or write.
+    pub allow_insecure_key_permissions: bool,
+    /// `--keylog`: where TLS secrets are appended (debugging only).
+    pub keylog: Option<PathBuf>,
 }
 
 /// The policy file and the Azure-style allowlist variables.
@@ -293,6 +305,9 @@ impl ServeConfig {
                 max_header_bytes: args.max_header_bytes,
                 max_streams: args.max_streams,
             },
+            hsts: crate::hsts::parse(&args.hsts)?,
+            allow_insecure_key_permissions: args.allow_insecure_key_permissions,
+            keylog: resolve_keylog(args.keylog)?,
         })
     }
 
@@ -318,7 +333,45 @@ impl ServeConfig {
             proxy_protocol: None,
             session_ticket_key_files: Vec::new(),
             limits: Limits::default(),
+            hsts: crate::hsts::parse(crate::hsts::DEFAULT_HSTS).unwrap_or_default(),
+            allow_insecure_key_permissions: false,
+            keylog: None,
         }
+    }
+}
+
+/// `--keylog FILE`, or bare `--keylog` with the path from SSLKEYLOGFILE.
+/// The variable alone does nothing: an inherited environment must not be
+/// able to turn secret logging on.
+fn resolve_keylog(flag: Option<Option<PathBuf>>) -> Result<Option<PathBuf>, ConfigError> {
+    match flag {
+        None => Ok(None),
+        Some(Some(path)) => Ok(Some(path)),
+        Some(None) => std::env::var_os("SSLKEYLOGFILE")
+            .filter(|path| !path.is_empty())
+            .map(|path| Some(PathBuf::from(path)))
+            .ok_or(ConfigError::KeylogWithoutPath),
+    }
+}
+
+impl UpstreamConfig {
+    /// The secret files the upstream side loads, for the permission check.
+    pub fn secret_files(&self) -> Vec<(&std::path::Path, crate::secrets::SecretRole)> {
+        use crate::secrets::SecretRole;
+        let mut files = Vec::new();
+        match &self.identity {
+            Some(UpstreamIdentity::Files { key, .. }) => {
+                files.push((key.as_path(), SecretRole::UpstreamKey))
+            }
+            Some(UpstreamIdentity::Pkcs12 { path, .. }) => {
+                files.push((path.as_path(), SecretRole::UpstreamP12))
+            }
+            None => {}
+        }
+        if let Some(path) = &self.signing_key_file {
+            files.push((path.as_path(), SecretRole::IdentitySigningKey));
+        }
+        files
     }
 }
 

@@ -1,9 +1,14 @@
 //! Logging set-up: `RUST_LOG` filters (default `info`), text or JSON lines
-//! on standard error.
+//! on standard error. Nothing secret is logged at any level: keys and
+//! passwords never are, and certificates appear only as names and digests.
 
 use std::io::IsTerminal;
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 use crate::log_format::PlainText;
@@ -18,8 +23,21 @@ pub fn init(format: LogFormat) {
     match format {
         // Colours for a person at a terminal; otherwise the cheaper plain
         // line (one per request, see log_format).
-        LogFormat::Text if terminal => builder.init(),
-        LogFormat::Text => builder.event_format(PlainText).init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text if terminal => builder.finish().with(secret_safe_levels()).init(),
+        LogFormat::Text => builder
+            .event_format(PlainText)
+            .finish()
+            .with(secret_safe_levels())
+            .init(),
+        LogFormat::Json => builder.json().finish().with(secret_safe_levels()).init(),
     }
+}
+
+/// A ceiling on top of `RUST_LOG`: rustls traces every handshake message,
+/// certificates included, in full, so it never logs below debug whatever
+/// `RUST_LOG` asks. (To see a handshake, use `--keylog` and a capture.)
+pub fn secret_safe_levels() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("rustls", LevelFilter::DEBUG)
 }

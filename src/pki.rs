@@ -4,7 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -347,10 +347,16 @@ pub fn init(options: &InitOptions) -> Result<Vec<WrittenFile>, PkiError> {
         }
     }
 
-    fs::create_dir_all(&options.dir).map_err(|cause| PkiError::Write {
-        path: options.dir.clone(),
-        cause,
-    })?;
+    // Only the owner may list or enter a directory mtls creates for keys;
+    // an existing directory is left as its owner set it.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&options.dir)
+        .map_err(|cause| PkiError::Write {
+            path: options.dir.clone(),
+            cause,
+        })?;
     let mut written = Vec::new();
     for (stem, issued) in bundles {
         let cert_path = options.dir.join(format!("{stem}.crt"));

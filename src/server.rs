@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::admin;
 use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
+use crate::hsts;
 use crate::http::json_response;
 use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity};
@@ -34,6 +36,7 @@ use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
 use crate::proxy_protocol::read_header as read_proxy_header;
 use crate::rejection::Rejection;
 use crate::reload::{Material, ReloadError, Reloader};
+use crate::secrets::{self, InsecurePermissions};
 use crate::tls::client_auth::ClientTrust;
 use crate::tls::{self, TlsConfigError};
 
@@ -51,6 +54,8 @@ pub enum ServeError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     SigningKey(#[from] SigningKeyError),
+    #[error(transparent)]
+    InsecureKey(#[from] InsecurePermissions),
     #[error("cannot listen on {addr} ({flag}): {cause}; {hint}")]
     Bind {
         addr: SocketAddr,
@@ -91,6 +96,8 @@ struct Shared {
     /// the handshake so that idle or hostile clients cannot exhaust memory.
     connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
+    /// Strict-Transport-Security for every answer, unless already set.
+    hsts: Option<HeaderValue>,
 }
 
 impl Server {
@@ -130,6 +137,11 @@ impl Server {
             .keep_alive_interval(Some(limits.idle_timeout))
             .keep_alive_timeout(Duration::from_secs(20));
 
+        if let Some(upstream) = &config.upstream {
+            for (path, role) in upstream.secret_files() {
+                secrets::check(path, role, config.allow_insecure_key_permissions)?;
+            }
+        }
         let upstream = match &config.upstream {
             Some(upstream) => Some(Upstream::new(
                 metrics.clone(),
@@ -167,6 +179,7 @@ impl Server {
             proxy_protocol: config.proxy_protocol.clone(),
             connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             handshake_timeout: config.handshake_timeout,
+            hsts: config.hsts.clone(),
         });
         Ok(Server {
             reloader,
@@ -261,6 +274,8 @@ impl Server {
 }
 
 fn log_startup(config: &ServeConfig, addr: SocketAddr) {
+    // Said first and last of the start-up lines, so nobody misses it.
+    warn_keylog(config);
     info!("listening on https://{addr}");
     if let Some(upstream) = &config.upstream {
         let mut formats: Vec<&str> = upstream.formats.iter().map(|f| f.name()).collect();
@@ -286,6 +301,16 @@ fn log_startup(config: &ServeConfig, addr: SocketAddr) {
             "mTLS is optional (client certificates requested and verified when presented; trusted CAs: {ca})"
         ),
         ClientAuthMode::Off => info!("client auth is disabled"),
+    }
+    warn_keylog(config);
+}
+
+fn warn_keylog(config: &ServeConfig) {
+    if let Some(path) = &config.keylog {
+        warn!(
+            "--keylog: TLS secrets are being written to {}; anyone with it can decrypt traffic; never in production",
+            path.display()
+        );
     }
 }
 
@@ -416,7 +441,14 @@ async fn serve_connection(
         let shared = service_shared.clone();
         let conn_info = conn_info.clone();
         let material = material.clone();
-        async move { Ok::<_, Infallible>(shared.respond(req, &conn_info, &material).await) }
+        async move {
+            let mut response = shared.respond(req, &conn_info, &material).await;
+            // Every HTTPS answer, refusals and proxied ones included.
+            if let Some(hsts) = &shared.hsts {
+                hsts::apply(response.headers_mut(), hsts);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = shared
         .http

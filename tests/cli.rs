@@ -66,7 +66,11 @@ fn a_key_that_does_not_match_the_certificate_is_refused() {
 #[test]
 fn a_key_file_without_a_key_is_refused() {
     let pki = TestPki::new();
-    let err = serve_fails(&pki, &["--key", "server.crt"], &[]);
+    common::write_secret(
+        &pki.path("not-a-key.pem"),
+        &std::fs::read(pki.path("server.crt")).unwrap(),
+    );
+    let err = serve_fails(&pki, &["--key", "not-a-key.pem"], &[]);
     assert!(err.contains("holds no private key"), "{err}");
 }
 
@@ -338,6 +342,11 @@ fn pki_init_writes_private_keys_0600_and_refuses_to_overwrite() {
         assert_eq!(mode, 0o600, "{}", key.display());
         assert!(dir.path().join("pki").join(format!("{name}.crt")).is_file());
     }
+    // The directory it created is the owner's alone, so are the bundles.
+    let mode_of =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_of(&dir.path().join("pki")), 0o700);
+    assert_eq!(mode_of(&dir.path().join("pki/client.p12")), 0o600);
     let before = std::fs::read(dir.path().join("pki/ca.crt")).unwrap();
 
     let again = init(&[]);
@@ -356,16 +365,25 @@ fn pki_init_writes_private_keys_0600_and_refuses_to_overwrite() {
     // --force replaces, and a key made world-readable meanwhile is 0600 again.
     let key = dir.path().join("pki/ca.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bundle = dir.path().join("pki/alice.p12");
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644)).unwrap();
     let forced = init(&["--force"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_ne!(
         std::fs::read(dir.path().join("pki/ca.crt")).unwrap(),
         before
     );
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(mode_of(&key), 0o600);
+    assert_eq!(mode_of(&bundle), 0o600);
+
+    // `pki client` adds a key and a bundle, private as well.
+    let added = mtls_command(dir.path())
+        .args(["pki", "client", "bob"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert_eq!(mode_of(&dir.path().join("pki/bob.key")), 0o600);
+    assert_eq!(mode_of(&dir.path().join("pki/bob.p12")), 0o600);
 }
 
 #[test]

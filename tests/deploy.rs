@@ -59,10 +59,25 @@ fn the_kubernetes_manifests_parse_and_use_real_settings() {
         Some("/readyz")
     );
     // The image runs as the non-root user the Dockerfile sets.
-    assert_eq!(
-        deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_i64(),
-        Some(10001)
-    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(10001));
+    // Secret volumes hold keys: mtls serve refuses them world-readable, and
+    // Kubernetes' default mode is 0644. The group (fsGroup) may read.
+    let secrets: Vec<_> = pod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter(|volume| !volume["secret"].is_badvalue())
+        .collect();
+    assert_eq!(secrets.len(), 2);
+    assert!(pod["securityContext"]["fsGroup"].as_i64().is_some());
+    for volume in secrets {
+        let mode = volume["secret"]["defaultMode"].as_i64();
+        assert!(
+            mode.is_some_and(|mode| mode & 0o007 == 0 && mode & 0o040 != 0),
+            "{volume:?}: defaultMode {mode:?} must give no access to others and read to the group"
+        );
+    }
 }
 
 #[test]

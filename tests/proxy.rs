@@ -494,7 +494,7 @@ async fn the_signed_identity_verifies_with_the_shared_key_in_rust_and_pyjwt() {
     let key: Vec<u8> = (0u8..32)
         .map(|i| i.wrapping_mul(37).wrapping_add(11))
         .collect();
-    std::fs::write(pki.path("identity.key"), &key).unwrap();
+    common::write_secret(&pki.path("identity.key"), &key);
     let upstream = EchoUpstream::start().await;
     let mut config = proxied(&pki, ClientAuthMode::Required, &upstream.url(), "");
     config.upstream.as_mut().unwrap().signing_key_file = Some(pki.path("identity.key"));
@@ -572,7 +572,7 @@ async fn the_signed_identity_verifies_with_the_shared_key_in_rust_and_pyjwt() {
 #[test]
 fn the_signed_format_needs_a_long_enough_key() {
     let pki = TestPki::new();
-    std::fs::write(pki.path("short.key"), "tooshort").unwrap();
+    common::write_secret(&pki.path("short.key"), b"tooshort");
     let run = |args: &[&str]| {
         mtls_command(pki.dir.path())
             .args([

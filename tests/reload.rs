@@ -15,10 +15,11 @@ use mtls::config::ClientAuthMode;
 use mtls::pki::LeafSpec;
 
 /// Writes a file the way deployment tools do: a temporary file renamed in
-/// place, so a reader never sees half of it.
+/// place, so a reader never sees half of it; 0600, since keys are among
+/// the files replaced.
 fn replace(path: &Path, contents: &str) {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
+    common::write_secret(&tmp, contents.as_bytes());
     std::fs::rename(&tmp, path).unwrap();
 }
 

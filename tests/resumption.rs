@@ -59,7 +59,7 @@ async fn whoami(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> (Handsh
 #[tokio::test]
 async fn a_session_from_one_replica_resumes_on_another_with_the_shared_key() {
     let pki = TestPki::new();
-    std::fs::write(pki.path("tickets.key"), [42u8; 32]).unwrap();
+    common::write_secret(&pki.path("tickets.key"), &[42u8; 32]);
     let replica = |key: Option<&str>| {
         let mut config = pki.config(ClientAuthMode::Required);
         config.session_ticket_key_files = key.map(|k| pki.path(k)).into_iter().collect();
@@ -85,7 +85,7 @@ async fn a_session_from_one_replica_resumes_on_another_with_the_shared_key() {
     );
 
     // A replica with another key cannot read the ticket: a full handshake.
-    std::fs::write(pki.path("other.key"), [7u8; 32]).unwrap();
+    common::write_secret(&pki.path("other.key"), &[7u8; 32]);
     let c = TestServer::start(replica(Some("other.key"))).await;
     let config = client(&pki);
     let _ = whoami(a.addr, &config).await;
@@ -96,7 +96,7 @@ async fn a_session_from_one_replica_resumes_on_another_with_the_shared_key() {
 #[test]
 fn a_short_ticket_key_is_refused_at_start_up() {
     let pki = TestPki::new();
-    std::fs::write(pki.path("short.key"), "short").unwrap();
+    common::write_secret(&pki.path("short.key"), b"short");
     let out = common::mtls_command(pki.dir.path())
         .args([
             "serve",
@@ -120,7 +120,7 @@ fn a_short_ticket_key_is_refused_at_start_up() {
 #[tokio::test]
 async fn a_resumed_session_of_a_since_revoked_client_is_refused() {
     let pki = TestPki::new();
-    std::fs::write(pki.path("tickets.key"), [42u8; 32]).unwrap();
+    common::write_secret(&pki.path("tickets.key"), &[42u8; 32]);
     let mut config = pki.config(ClientAuthMode::Required);
     config.session_ticket_key_files = vec![pki.path("tickets.key")];
     let before = TestServer::start(config.clone()).await;
@@ -144,8 +144,8 @@ async fn a_resumed_session_of_a_since_revoked_client_is_refused() {
 #[tokio::test]
 async fn rotated_keys_keep_old_tickets_working() {
     let pki = TestPki::new();
-    std::fs::write(pki.path("old.key"), [1u8; 32]).unwrap();
-    std::fs::write(pki.path("new.key"), [2u8; 32]).unwrap();
+    common::write_secret(&pki.path("old.key"), &[1u8; 32]);
+    common::write_secret(&pki.path("new.key"), &[2u8; 32]);
     let with_keys = |keys: &[&str]| {
         let mut config = pki.config(ClientAuthMode::Required);
         config.session_ticket_key_files = keys.iter().map(|k| pki.path(k)).collect();

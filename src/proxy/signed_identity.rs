@@ -34,7 +34,7 @@ pub enum SigningKeyError {
         cause: std::io::Error,
     },
     #[error(
-        "the identity signing key `{path}` has {len} bytes; use at least 32 random bytes, e.g. `head -c 32 /dev/urandom > {path}`",
+        "the identity signing key `{path}` has {len} bytes; use at least 32 random bytes, e.g. `(umask 077; head -c 32 /dev/urandom > {path})`",
         path = .path.display()
     )]
     TooShort { path: PathBuf, len: usize },

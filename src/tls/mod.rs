@@ -3,6 +3,7 @@
 
 pub mod client_auth;
 pub mod danger;
+pub mod keylog;
 pub mod pem;
 pub mod tickets;
 mod verified_chains;
@@ -18,6 +19,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
 
 use crate::config::{ClientAuthMode, ServeConfig};
+use crate::secrets::{self, SecretRole};
 use client_auth::{ClientTrust, DeferredChainVerifier, StrictChecks};
 use pem::{FileRole, PemError};
 
@@ -77,6 +79,10 @@ pub enum TlsConfigError {
     ClientPkcs12(crate::input::InputError),
     #[error("client identity `{path}` is not usable: {detail}", path = .path.display())]
     ClientIdentity { path: PathBuf, detail: String },
+    #[error(transparent)]
+    InsecureKey(#[from] crate::secrets::InsecurePermissions),
+    #[error(transparent)]
+    KeyLog(#[from] keylog::KeyLogError),
 }
 
 /// A server configuration and, when client auth is on, the trust that
@@ -114,6 +120,11 @@ fn server_provider() -> Arc<CryptoProvider> {
 /// the certificate and the client CA bundle parses.
 pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
     let provider = server_provider();
+    let allow_insecure = config.allow_insecure_key_permissions;
+    secrets::check(&config.key, SecretRole::ServerKey, allow_insecure)?;
+    for path in &config.session_ticket_key_files {
+        secrets::check(path, SecretRole::SessionTicketKey, allow_insecure)?;
+    }
     let identity = load_server_identity(&provider, &config.cert, &config.key)?;
     let client_trust = match config.client_auth {
         ClientAuthMode::Off => None,
@@ -144,6 +155,9 @@ pub fn server_config(config: &ServeConfig) -> Result<TlsSetup, TlsConfigError> {
         server_config.ticketer = Arc::new(tickets::SharedKeyTicketer::from_files(
             &config.session_ticket_key_files,
         )?);
+    }
+    if let Some(path) = &config.keylog {
+        server_config.key_log = Arc::new(keylog::KeyLogFile::open(path)?);
     }
     Ok(TlsSetup {
         config: Arc::new(server_config),

@@ -29,7 +29,7 @@ pub enum TicketKeyError {
         cause: std::io::Error,
     },
     #[error(
-        "the session ticket key `{path}` has {len} bytes; use at least 32 random bytes, the same file on every replica (`head -c 32 /dev/urandom > {path}`)",
+        "the session ticket key `{path}` has {len} bytes; use at least 32 random bytes, the same file on every replica (`(umask 077; head -c 32 /dev/urandom > {path})`)",
         path = .path.display()
     )]
     TooShort { path: PathBuf, len: usize },

@@ -83,14 +83,23 @@ impl TestPki {
         }
     }
 
-    /// Writes an identity to files, for clients that need paths (curl).
+    /// Writes an identity to files, for clients that need paths (curl);
+    /// the key 0600, as `mtls serve` insists.
     pub fn write(&self, stem: &str, issued: &Issued) -> (PathBuf, PathBuf) {
         let cert = self.path(&format!("{stem}.crt"));
         let key = self.path(&format!("{stem}.key"));
         std::fs::write(&cert, &issued.cert_pem).unwrap();
-        std::fs::write(&key, &issued.key_pem).unwrap();
+        write_secret(&key, issued.key_pem.as_bytes());
         (cert, key)
     }
+}
+
+/// Writes a secret file (key, ticket key, signing key) readable by its
+/// owner only, as `mtls serve` requires of secrets.
+pub fn write_secret(path: &Path, contents: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Re-creates an issuer from the CA files `pki init` wrote.
