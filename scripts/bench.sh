@@ -80,7 +80,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "building release (mtls, then the bench tools)"
 cargo build --release --locked --quiet
 cargo build --release --locked --quiet -p mtls-bench --bins
-cargo bench --locked --quiet -p mtls-bench --bench crypto_floor --no-run 2>/dev/null
+cargo bench --locked --quiet -p mtls-bench --bench crypto_floor --no-run
 mtls_bin=$target_dir/release/mtls
 loadgen_bin=$target_dir/release/loadgen
 bare_bin=$target_dir/release/bare
