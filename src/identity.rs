@@ -92,6 +92,8 @@ pub struct TlsFacts {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub remote_addr: SocketAddr,
+    /// `remote_addr` formatted once per connection, for the access log.
+    pub remote_label: Arc<str>,
     pub tls: TlsFacts,
     pub peer: PeerIdentity,
 }
@@ -139,6 +141,7 @@ impl ConnectionInfo {
         };
         ConnectionInfo {
             remote_addr,
+            remote_label: remote_addr.to_string().into(),
             tls,
             peer,
         }

@@ -21,18 +21,28 @@ pub struct RefusalLabels {
 pub struct HandshakeLabels {
     /// Handshakes: `ok`, `refused` (client certificate), `failed`
     /// (anything else) or `timeout`; reloads: `success` or `failure`.
-    pub result: String,
+    pub result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `2xx`, `4xx`, ...
-    pub status: String,
+    pub status: &'static str,
     /// A built-in route, `upstream`, or `other` (bounded cardinality).
-    pub route: String,
+    pub route: &'static str,
 }
 
 /// Built-in routes are labelled by path; everything else by what answered.
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
 pub fn route_label(path: &str, proxied: bool) -> &'static str {
     if proxied {
         return "upstream";
@@ -153,11 +163,9 @@ impl Metrics {
     }
 
     /// `success` or `failure`.
-    pub fn reload(&self, result: &str) {
+    pub fn reload(&self, result: &'static str) {
         self.reloads
-            .get_or_create(&HandshakeLabels {
-                result: result.to_owned(),
-            })
+            .get_or_create(&HandshakeLabels { result })
             .inc();
     }
 
@@ -165,19 +173,18 @@ impl Metrics {
         self.refused_connections.inc();
     }
 
-    pub fn handshake(&self, result: &str) {
+    pub fn handshake(&self, result: &'static str) {
         self.handshakes
-            .get_or_create(&HandshakeLabels {
-                result: result.to_owned(),
-            })
+            .get_or_create(&HandshakeLabels { result })
             .inc();
     }
 
-    pub fn request(&self, status: u16, route: &str, seconds: f64) {
+    /// Labels are static strings: no allocation per request.
+    pub fn request(&self, status: u16, route: &'static str, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                status: format!("{}xx", status / 100),
-                route: route.to_owned(),
+                status: status_class(status),
+                route,
             })
             .inc();
         self.request_duration.observe(seconds);
