@@ -237,10 +237,11 @@ impl Server {
                         Ok(slot) => {
                             let shared = self.shared.clone();
                             let watcher = graceful.watcher();
-                            tokio::spawn(async move {
+                            let fut = async move {
                                 serve_connection(shared, tcp, peer, watcher).await;
                                 drop(slot);
-                            });
+                            };
+                            tokio::spawn(fut);
                         }
                         Err(_) => {
                             // Refused before any TLS work: closing is the cheapest answer.
@@ -380,7 +381,10 @@ async fn serve_connection(
     // The connection keeps this material to its end, whatever reloads do.
     let material = shared.material.load_full();
     let accept = material.acceptor.accept(tcp).into_fallible();
-    let stream = match tokio::time::timeout(shared.handshake_timeout, accept).await {
+    // Boxed: the handshake's state lives on the heap only while it runs,
+    // instead of enlarging the connection task for its whole life.
+    let handshake = Box::pin(tokio::time::timeout(shared.handshake_timeout, accept));
+    let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err((err, tcp))) => {
             let failure = handshake_failure(&err, material.client_trust.as_deref());
@@ -453,13 +457,31 @@ async fn serve_connection(
             Ok::<_, Infallible>(response)
         }
     });
-    let conn = shared
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(err) = watcher.watch(conn.into_owned()).await {
+    if let Err(err) = serve_http(&shared.http, stream, service, watcher).await {
         debug!(peer = %peer, error = %err, "connection ended with an error");
     }
     shared.metrics.active_connections.dec();
+}
+
+/// The HTTP/1.1 or h2 connection, watched for graceful shutdown. A function
+/// of its own so that the connection task holds this future once: built
+/// inline, the compiler kept a second, moved-from copy of hyper's
+/// connection (2.9 KB) in every task's state.
+fn serve_http<S>(
+    http: &auto::Builder<TokioExecutor>,
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    service: S,
+    watcher: Watcher,
+) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + use<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    watcher.watch(
+        http.serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned(),
+    )
 }
 
 /// Closes a connection whose handshake failed so that the alert rustls
@@ -471,7 +493,9 @@ async fn linger_close(mut tcp: TcpStream) {
     if tcp.shutdown().await.is_err() {
         return;
     }
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would be part of every connection task's
+    // state (async state machines are as large as their largest await).
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         let mut drained = 0usize;
         while drained < LINGER_MAX_BYTES {
