@@ -204,9 +204,10 @@ mod tests {
     }
 
     /// Found by fuzz/fuzz_targets/dn_formatting.rs (input `00 71 c7 c7 1c
-    /// 71 c7`, a certificate whose name is one attribute of type OID ``, an
-    /// empty OBJECT IDENTIFIER, with an empty value), which was written
-    /// `=`: a name string with no attribute type.
+    /// 71 c7`, kept as fuzz/corpus/dn_formatting/regression_empty_oid: a
+    /// certificate whose issuer, the name below, is one attribute whose
+    /// type is an empty OBJECT IDENTIFIER), which was written `=`: a name
+    /// string with no attribute type.
     #[test]
     fn a_type_without_a_dotted_form_is_written_as_a_question_mark() {
         use x509_parser::prelude::FromDer;
