@@ -6,8 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ppp::{HeaderResult, v1, v2};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The 12-byte signature that starts every v2 header.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -24,20 +23,23 @@ pub enum ProxyHeaderError {
     Invalid(String),
 }
 
-/// Reads one PROXY protocol header from `tcp` and returns the client
+/// Reads one PROXY protocol header from `stream` and returns the client
 /// address it announces, or `None` for `UNKNOWN`/`LOCAL` (health checks
 /// from the balancer itself), when the socket's own peer address applies.
-pub async fn read_header(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+/// Generic over the reader so that the fuzzer can feed it bytes in memory.
+pub async fn read_header<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     // 12 bytes: the v2 signature, and shorter than any v1 header (15+).
     let mut header = vec![0u8; 12];
-    tcp.read_exact(&mut header).await?;
+    stream.read_exact(&mut header).await?;
     if header.as_slice() == V2_SIGNATURE {
         let mut fixed = [0u8; 4];
-        tcp.read_exact(&mut fixed).await?;
+        stream.read_exact(&mut fixed).await?;
         header.extend_from_slice(&fixed);
         let length = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
         let mut rest = vec![0u8; length];
-        tcp.read_exact(&mut rest).await?;
+        stream.read_exact(&mut rest).await?;
         header.extend_from_slice(&rest);
     } else if header.starts_with(b"PROXY ") {
         while !header.ends_with(b"\r\n") {
@@ -46,7 +48,7 @@ pub async fn read_header(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, Prox
                     "v1 header longer than 107 bytes".to_owned(),
                 ));
             }
-            header.push(tcp.read_u8().await?);
+            header.push(stream.read_u8().await?);
         }
     } else {
         return Err(ProxyHeaderError::Missing);

@@ -125,6 +125,13 @@ impl CertDetails {
     pub fn from_der(der: &[u8]) -> Result<Self, DecodeError> {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|err| DecodeError(err.to_string()))?;
+        for (field, name) in [("subject", cert.subject()), ("issuer", cert.issuer())] {
+            if !dn::is_complete(name) {
+                return Err(DecodeError(format!(
+                    "the {field} name holds an attribute that cannot be decoded"
+                )));
+            }
+        }
         Ok(Self::from_parsed(&cert, der, OffsetDateTime::now_utc()))
     }
 

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use x509_parser::der_parser::asn1_rs::{Tag, ToDer};
+use x509_parser::der_parser::asn1_rs::{FromDer, Header, Tag, ToDer};
 use x509_parser::oid_registry::Oid;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
@@ -30,6 +30,19 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
         }
     }
     out
+}
+
+/// Whether x509-parser read all of `name`. It stops at the first RDN it
+/// cannot decode and returns the ones before it as if they were the whole
+/// name (whose raw bytes then end early); such a name must be neither shown
+/// nor matched as if it were complete.
+pub fn is_complete(name: &X509Name<'_>) -> bool {
+    Header::from_der(name.as_raw()).is_ok_and(|(contents, header)| {
+        header
+            .length()
+            .definite()
+            .is_ok_and(|length| length == contents.len())
+    })
 }
 
 /// The attributes in certificate order as (short name, decoded value),
@@ -60,7 +73,8 @@ pub fn common_name(name: &X509Name<'_>) -> Option<String> {
 /// Short names for the attributes people meet in practice; any other type
 /// is written as its dotted OID, as RFC 4514 prescribes.
 fn short_name(oid: &Oid<'_>) -> Option<String> {
-    let known = match oid.to_id_string().as_str() {
+    let dotted = dotted_oid(oid);
+    let known = match dotted.as_str() {
         "2.5.4.3" => "CN",
         "2.5.4.6" => "C",
         "2.5.4.7" => "L",
@@ -75,9 +89,22 @@ fn short_name(oid: &Oid<'_>) -> Option<String> {
         "0.9.2342.19200300.100.1.25" => "DC",
         "0.9.2342.19200300.100.1.1" => "UID",
         "1.2.840.113549.1.9.1" => "emailAddress",
-        other => return Some(other.to_owned()),
+        _ => return Some(dotted),
     };
     Some(known.to_owned())
+}
+
+/// The dotted form of an attribute type (`2.5.4.3`), or `?` when it has
+/// none: x509-parser accepts an empty OBJECT IDENTIFIER (an empty string)
+/// and one with an arc beyond 64 bits (its bytes in hex, with spaces),
+/// and neither can stand before `=` in a name string.
+pub fn dotted_oid(oid: &Oid<'_>) -> String {
+    let dotted = oid.to_id_string();
+    let numeric = !dotted.is_empty()
+        && dotted
+            .split('.')
+            .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
+    if numeric { dotted } else { "?".to_owned() }
 }
 
 fn push_value(out: &mut String, attr: &AttributeTypeAndValue<'_>) {
@@ -174,6 +201,27 @@ mod tests {
         let out = escaped("evil\r\nSet-Cookie: x\0\u{7f}");
         assert_eq!(out, "evil\\0D\\0ASet-Cookie: x\\00\\7F");
         assert!(!out.chars().any(char::is_control));
+    }
+
+    /// Found by fuzz/fuzz_targets/dn_formatting.rs (input `00 71 c7 c7 1c
+    /// 71 c7`, kept as fuzz/corpus/dn_formatting/regression_empty_oid: a
+    /// certificate whose issuer, the name below, is one attribute whose
+    /// type is an empty OBJECT IDENTIFIER), which was written `=`: a name
+    /// string with no attribute type.
+    #[test]
+    fn a_type_without_a_dotted_form_is_written_as_a_question_mark() {
+        use x509_parser::prelude::FromDer;
+        let empty_oid = hex::decode("30083106300406000c00").unwrap();
+        let (_, name) = X509Name::from_der(&empty_oid).unwrap();
+        assert_eq!(rfc4514(&name), "?=");
+        assert_eq!(attributes(&name), [("?".to_owned(), String::new())]);
+        // 1.2 followed by an arc of 70 bits: x509-parser gives hex.
+        let huge_arc = hex::decode("301431123010060b2aff8080808080808080000c0178").unwrap();
+        let (_, name) = X509Name::from_der(&huge_arc).unwrap();
+        assert_eq!(rfc4514(&name), "?=x");
+        let unknown = hex::decode("300f310d300b06042a0304050c0378797a").unwrap();
+        let (_, name) = X509Name::from_der(&unknown).unwrap();
+        assert_eq!(rfc4514(&name), "1.2.3.4.5=xyz");
     }
 
     #[test]

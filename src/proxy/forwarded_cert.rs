@@ -124,6 +124,10 @@ impl ForwardedTrust {
             .map_err(|_| malformed("it is not printable ASCII"))?;
         let chain = match self.format {
             ForwardedFormat::Azure => {
+                // base64 decodes "" to no bytes: a certificate of zero length.
+                if text.trim().is_empty() {
+                    return Err(malformed("it is empty"));
+                }
                 let der = STANDARD
                     .decode(text.trim())
                     .map_err(|err| malformed(&format!("not base64 DER: {err}")))?;
@@ -145,6 +149,10 @@ impl ForwardedTrust {
         };
         if chain.is_empty() {
             return Err(malformed("it holds no certificate"));
+        }
+        // A PEM block with nothing between its BEGIN and END lines.
+        if chain.iter().any(|der| der.is_empty()) {
+            return Err(malformed("it holds an empty certificate"));
         }
         Ok(Forwarded::Chain(chain))
     }
@@ -172,11 +180,22 @@ fn xfcc_first_element(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut value = String::new();
     let mut in_value = false;
     let mut quoted = false;
+    // A quoted value has just ended: only `;`, `,` or the end may follow.
+    let mut closed = false;
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
+        if closed && !matches!(c, ';' | ',') {
+            return Err(format!(
+                "`{}` follows the closing quote of a value; a quoted value must be quoted whole",
+                c.escape_default()
+            ));
+        }
         match c {
             '"' if in_value && value.is_empty() && !quoted => quoted = true,
-            '"' if quoted => quoted = false,
+            '"' if quoted => {
+                quoted = false;
+                closed = true;
+            }
             '\\' if quoted => match chars.next() {
                 Some(escaped) => value.push(escaped),
                 None => return Err("a value ends with a lone backslash".to_owned()),
@@ -188,6 +207,7 @@ fn xfcc_first_element(text: &str) -> Result<Vec<(String, String)>, String> {
                 key.clear();
                 value.clear();
                 in_value = false;
+                closed = false;
                 if c == ',' {
                     break;
                 }
@@ -227,6 +247,52 @@ mod tests {
         assert!(!trust.trusts("10.0.0.1".parse().unwrap()));
     }
 
+    fn take_from_trusted_proxy(
+        format: ForwardedFormat,
+        value: &[u8],
+    ) -> Result<Forwarded, MalformedHeader> {
+        let trust = ForwardedTrust {
+            format,
+            proxies: vec![parse_proxy("10.0.0.0/8").unwrap()],
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            format.header(),
+            hyper::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+        trust.take(&mut headers, "10.0.0.1".parse().unwrap())
+    }
+
+    /// Found by fuzz/fuzz_targets/forwarded_cert_header.rs (input `W`: the
+    /// azure format with an empty value), which used to come back as a
+    /// chain holding one certificate of zero bytes.
+    #[test]
+    fn an_empty_azure_header_is_malformed() {
+        for value in [&b""[..], b"   "] {
+            let err = take_from_trusted_proxy(ForwardedFormat::Azure, value).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "malformed x-arr-clientcert header: it is empty"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_pem_block_is_malformed() {
+        let empty = "-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----%0A";
+        let err = take_from_trusted_proxy(ForwardedFormat::Nginx, empty.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed x-ssl-client-cert header: it holds an empty certificate"
+        );
+        let xfcc = format!("Hash=00;Cert=\"{empty}\"");
+        let err = take_from_trusted_proxy(ForwardedFormat::Xfcc, xfcc.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed x-forwarded-client-cert header: it holds an empty certificate"
+        );
+    }
+
     #[test]
     fn xfcc_elements_split_outside_quotes() {
         let pairs =
@@ -243,5 +309,29 @@ mod tests {
         );
         assert!(xfcc_first_element(r#"Cert="unterminated"#).is_err());
         assert!(xfcc_first_element("Cert=\"x\\").is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/forwarded_cert_header.rs (minimized): a
+    /// `"` inside a quoted Chain ended the quoting and the rest of the value
+    /// was silently glued on, so the PEM decoded was not the one quoted.
+    #[test]
+    fn a_quoted_xfcc_value_must_be_quoted_whole() {
+        let fuzzed =
+            "7b07;Chain=\"-----BEGIN%20CERTIFICATE-----%0AMA\"nC%0A-----END%20CERTIFICATE-----";
+        let err = take_from_trusted_proxy(ForwardedFormat::Xfcc, fuzzed.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed x-forwarded-client-cert header: `n` follows the closing quote of a value; a quoted value must be quoted whole"
+        );
+        assert!(xfcc_first_element("Cert=\"a\"\"").is_err());
+        assert!(xfcc_first_element(r#"Cert="a"b;Hash=00"#).is_err());
+        assert_eq!(
+            xfcc_first_element(r#"Cert="a";Hash="";URI=x"y,By=z"#).unwrap(),
+            [
+                ("Cert".to_owned(), "a".to_owned()),
+                ("Hash".to_owned(), String::new()),
+                ("URI".to_owned(), "x\"y".to_owned()),
+            ]
+        );
     }
 }

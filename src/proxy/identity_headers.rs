@@ -51,6 +51,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use crate::cert::CertDetails;
+use crate::cert::dn::dotted_oid;
 use crate::http::pem_certificate;
 use crate::rejection::{ReasonCode, Rejection};
 
@@ -926,7 +927,7 @@ fn openssl_rfc2253(name: &X509Name<'_>, msb: bool) -> Vec<u8> {
                 print_value(&mut out, attr.attr_value(), escape);
             }
             None => {
-                out.extend_from_slice(attr.attr_type().to_id_string().as_bytes());
+                out.extend_from_slice(dotted_oid(attr.attr_type()).as_bytes());
                 out.push(b'=');
                 dump(&mut out, attr.attr_value());
             }
@@ -949,7 +950,7 @@ fn openssl_oneline(name: &X509Name<'_>) -> String {
             previous = Some(set);
             match openssl_short_name(attr.attr_type()) {
                 Some(short) => out.push_str(short),
-                None => out.push_str(&attr.attr_type().to_id_string()),
+                None => out.push_str(&dotted_oid(attr.attr_type())),
             }
             out.push('=');
             let data = openssl_data(attr.attr_value());
@@ -1698,6 +1699,17 @@ mod tests {
         let mut out = Vec::new();
         print_value(&mut out, attr.attr_value(), MODSSL_ENTRY);
         out
+    }
+
+    /// Found by fuzz/fuzz_targets/dn_formatting.rs: an attribute whose type
+    /// is an empty OBJECT IDENTIFIER was printed with no type at all (`=`),
+    /// which splits into no RDN structure. See the cert::dn test too.
+    #[test]
+    fn a_type_without_a_dotted_form_is_written_as_a_question_mark() {
+        let der = name_from_hex("30083106300406000c00");
+        let (_, name) = X509Name::from_der(&der).unwrap();
+        assert_eq!(openssl_rfc2253(&name, true), b"?=#0C00");
+        assert_eq!(openssl_oneline(&name), "/?=");
     }
 
     /// Hand-made names, for what rcgen cannot make: a multi-valued RDN
