@@ -37,10 +37,11 @@ pub struct VerifiedClient {
 }
 
 impl VerifiedClient {
-    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+    /// From a presented chain (leaf first), copied.
+    pub fn new(chain: &[CertificateDer<'_>]) -> Self {
         VerifiedClient {
             common_name: chain.first().and_then(|leaf| cert::common_name(leaf)),
-            chain,
+            chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
             details: OnceLock::new(),
         }
     }

@@ -154,14 +154,11 @@ fn cert_not_after(config: &ServeConfig) -> Option<i64> {
 
 /// The earliest nextUpdate of the configured CRLs (Unix seconds).
 fn crl_next_update(config: &ServeConfig) -> Option<i64> {
-    config
+    let crls: Vec<_> = config
         .crls
         .iter()
         .filter_map(|path| crate::input::crls(path).ok())
         .flatten()
-        .filter_map(|der| {
-            let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
-            crl.next_update().map(|t| t.timestamp())
-        })
-        .min()
+        .collect();
+    tls::earliest_next_update(&crls)
 }

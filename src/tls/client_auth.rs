@@ -107,9 +107,7 @@ impl ClientTrust {
             if !verified_in_handshake {
                 self.verify_at(chain, now)?;
             }
-            return Ok(Arc::new(VerifiedClient::new(
-                chain.iter().map(|c| c.clone().into_owned()).collect(),
-            )));
+            return Ok(Arc::new(VerifiedClient::new(chain)));
         };
         if let Some(client) = cache.get(chain, now) {
             return Ok(client);

@@ -247,7 +247,8 @@ fn client_trust(
         }),
         false => None,
     };
-    let crls_valid_until = earliest_next_update(&crls);
+    // Before 1970 means already expired.
+    let crls_valid_until = earliest_next_update(&crls).map(|t| u64::try_from(t).unwrap_or(0));
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !crls.is_empty() {
@@ -266,13 +267,11 @@ fn client_trust(
 
 /// The earliest nextUpdate among the CRLs, in Unix seconds: past it, the
 /// verifier refuses every chain (revocation status unknown).
-fn earliest_next_update(crls: &[CertificateRevocationListDer<'_>]) -> Option<u64> {
+pub(crate) fn earliest_next_update(crls: &[CertificateRevocationListDer<'_>]) -> Option<i64> {
     crls.iter()
         .filter_map(|crl| {
             let (_, parsed) = x509_parser::parse_x509_crl(crl).ok()?;
-            let next_update = parsed.next_update()?.timestamp();
-            // Before 1970 means already expired.
-            Some(u64::try_from(next_update).unwrap_or(0))
+            Some(parsed.next_update()?.timestamp())
         })
         .min()
 }

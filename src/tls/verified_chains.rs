@@ -67,9 +67,7 @@ impl VerifiedChains {
 
     /// Remembers a chain that was just verified, and returns its identity.
     pub fn insert(&self, chain: &[CertificateDer<'_>]) -> Arc<VerifiedClient> {
-        let client = Arc::new(VerifiedClient::new(
-            chain.iter().map(|c| c.clone().into_owned()).collect(),
-        ));
+        let client = Arc::new(VerifiedClient::new(chain));
         let Some(chain_valid_until) = earliest_not_after(chain) else {
             // Undecodable here although webpki accepted it: do not cache.
             return client;
