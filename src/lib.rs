@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod log_format;
 pub mod logging;
 pub mod metrics;
+pub mod parking;
 pub mod pki;
 pub mod policy;
 pub mod proxy;

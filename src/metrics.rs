@@ -65,6 +65,8 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     pub active_connections: Gauge,
+    /// HTTP/1.1 connections parked between requests (src/parking.rs).
+    pub idle_connections: Gauge,
     refused_connections: Counter,
     reloads: Family<HandshakeLabels, Counter>,
     request_duration: Histogram,
@@ -99,6 +101,12 @@ impl Default for Metrics {
             "mtls_active_connections",
             "Established TLS connections",
             active_connections.clone(),
+        );
+        let idle_connections = Gauge::default();
+        registry.register(
+            "mtls_idle_connections",
+            "HTTP/1.1 connections waiting for their next request, with hyper's buffers released",
+            idle_connections.clone(),
         );
         let refused_connections = Counter::default();
         registry.register(
@@ -142,6 +150,7 @@ impl Default for Metrics {
             handshakes,
             requests,
             active_connections,
+            idle_connections,
             refused_connections,
             reloads,
             request_duration,

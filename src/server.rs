@@ -12,14 +12,13 @@ use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::admin;
@@ -30,6 +29,7 @@ use crate::http::json_response;
 use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::metrics::{Metrics, route_label};
+use crate::parking::{self, ParkState, TrackedBody};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
@@ -81,7 +81,12 @@ struct Shared {
     material: Arc<ArcSwap<Material>>,
     /// Optional mode: the chain is verified after the handshake.
     deferred_verification: bool,
-    http: auto::Builder<TokioExecutor>,
+    /// h2 connections (ALPN "h2").
+    http2: http2::Builder<TokioExecutor>,
+    /// HTTP/1.1 connections, parked while idle (src/parking.rs).
+    http1: http1::Builder,
+    /// How long an idle HTTP/1.1 connection waits for its next request.
+    keep_alive_timeout: Duration,
     metrics: Arc<Metrics>,
     /// Recent refusals and the clients seen, for the admin endpoint.
     audit: Arc<Audit>,
@@ -113,11 +118,9 @@ impl Server {
         };
 
         let limits = &config.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        // Without a timer hyper silently skips the header-read timeout. The
-        // header-read timeout also bounds how long an idle keep-alive
-        // connection waits for its next request.
-        http.http1()
+        let mut http1 = http1::Builder::new();
+        // Without a timer hyper silently skips the header-read timeout.
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192));
@@ -126,7 +129,8 @@ impl Server {
         // `max_headers` hyper allocates and fills the header array on every
         // request instead of using its stack array (callgrind: 2.7k
         // instructions of 32k per keep-alive request).
-        http.http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(limits.max_streams)
@@ -174,7 +178,9 @@ impl Server {
         let shared = Arc::new(Shared {
             material,
             deferred_verification: config.client_auth == ClientAuthMode::Optional,
-            http,
+            http1,
+            http2,
+            keep_alive_timeout: limits.header_read_timeout,
             metrics,
             audit: Arc::new(Audit::default()),
             upstream,
@@ -228,7 +234,7 @@ impl Server {
             .config
             .watch
             .map(|interval| self.reloader.clone().watch(interval));
-        let graceful = GracefulShutdown::new();
+        let drain = Drain::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -236,9 +242,9 @@ impl Server {
                     Ok((tcp, peer)) => match self.shared.connection_slots.clone().try_acquire_owned() {
                         Ok(slot) => {
                             let shared = self.shared.clone();
-                            let watcher = graceful.watcher();
+                            let stop = drain.stop_signal();
                             let fut = async move {
-                                serve_connection(shared, tcp, peer, watcher).await;
+                                serve_connection(shared, tcp, peer, stop).await;
                                 drop(slot);
                             };
                             tokio::spawn(fut);
@@ -266,12 +272,12 @@ impl Server {
         let _ = stop_admin.send(());
         let timeout = self.config.shutdown_timeout;
         info!(
-            connections = graceful.count(),
+            connections = drain.connections(),
             "shutting down: no new connections; waiting up to {}s for in-flight requests",
             timeout.as_secs_f32()
         );
         tokio::select! {
-            () = graceful.shutdown() => info!("all connections closed; bye"),
+            () = drain.shutdown() => info!("all connections closed; bye"),
             () = tokio::time::sleep(timeout) => warn!("shutdown timeout reached; closing the remaining connections"),
         }
     }
@@ -356,7 +362,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     mut tcp: TcpStream,
     mut peer: SocketAddr,
-    watcher: Watcher,
+    mut stop: Stop,
 ) {
     let _ = tcp.set_nodelay(true);
     if let Some(trusted) = &shared.proxy_protocol {
@@ -443,8 +449,16 @@ async fn serve_connection(
     }
     shared.metrics.handshake("ok");
     shared.metrics.active_connections.inc();
+    // HTTP/1.1 unless the client asked for h2: over TLS, h2 needs ALPN
+    // (RFC 9113, section 3.2).
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let park = (!h2).then(|| Arc::new(ParkState::default()));
+    let service_park = park.clone();
     let service_shared = shared.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
+        // Marked when hyper calls the service, not when it first polls the
+        // future: hyper may read in between.
+        let in_flight = service_park.as_ref().map(|park| park.dispatched());
         let shared = service_shared.clone();
         let conn_info = conn_info.clone();
         let material = material.clone();
@@ -454,34 +468,88 @@ async fn serve_connection(
             if let Some(hsts) = &shared.hsts {
                 hsts::apply(response.headers_mut(), hsts);
             }
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     });
-    if let Err(err) = serve_http(&shared.http, stream, service, watcher).await {
+    let served = match park {
+        Some(park) => parking::serve(
+            &shared.http1,
+            stream,
+            service,
+            park,
+            shared.keep_alive_timeout,
+            &shared.metrics.idle_connections,
+            stop.requested(),
+        )
+        .await
+        .map_err(Into::into),
+        // Boxed: inline, h2's larger state would enlarge every connection task.
+        None => Box::pin(serve_h2(&shared.http2, stream, service, stop)).await,
+    };
+    if let Err(err) = served {
         debug!(peer = %peer, error = %err, "connection ended with an error");
     }
     shared.metrics.active_connections.dec();
 }
 
-/// The HTTP/1.1 or h2 connection, watched for graceful shutdown. A function
-/// of its own so that the connection task holds this future once: built
-/// inline, the compiler kept a second, moved-from copy of hyper's
-/// connection (2.9 KB) in every task's state.
-fn serve_http<S>(
-    http: &auto::Builder<TokioExecutor>,
+/// Serves an h2 connection until it ends or the server stops, then lets
+/// the streams in flight finish.
+async fn serve_h2<S>(
+    http: &http2::Builder<TokioExecutor>,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     service: S,
-    watcher: Watcher,
-) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + use<S>
+    mut stop: Stop,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>> + Send + 'static,
+    S: hyper::service::HttpService<Incoming> + Send + 'static,
     S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    watcher.watch(
-        http.serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned(),
-    )
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => return served.map_err(Into::into),
+        () = stop.requested() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await.map_err(Into::into)
+}
+
+/// Graceful shutdown: every connection holds a [`Stop`]; the server
+/// signals them all, then waits until the last one is gone.
+struct Drain(watch::Sender<()>);
+
+impl Drain {
+    fn new() -> Self {
+        Drain(watch::channel(()).0)
+    }
+
+    fn stop_signal(&self) -> Stop {
+        Stop(self.0.subscribe())
+    }
+
+    fn connections(&self) -> usize {
+        self.0.receiver_count()
+    }
+
+    async fn shutdown(&self) {
+        self.0.send_replace(());
+        self.0.closed().await;
+    }
+}
+
+/// Held by a connection; completes when the server begins to shut down.
+struct Stop(watch::Receiver<()>);
+
+impl Stop {
+    /// Borrows: the connection counts as open until the `Stop` is dropped,
+    /// not when the signal arrives.
+    async fn requested(&mut self) {
+        // An error means the server is gone, which is a stop as well.
+        let _ = self.0.changed().await;
+    }
 }
 
 /// Closes a connection whose handshake failed so that the alert rustls

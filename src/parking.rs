@@ -1,0 +1,346 @@
+//! HTTP/1.1 connections that give hyper's buffers back while they wait.
+//!
+//! hyper holds an 8 KiB read buffer, an 8 KiB write buffer and about 3 KB of
+//! connection state for the whole life of an HTTP/1.1 connection, idle or
+//! not, and most keep-alive connections are idle most of the time. nginx
+//! frees its buffers on an idle keep-alive connection; this module does the
+//! same with hyper's public API:
+//!
+//! - hyper serves requests on a [`ParkingIo`] around the TLS stream;
+//! - when hyper reads, nothing is readable, no response is in flight and the
+//!   last one is flushed, the IO marks the connection idle;
+//! - after [`PARK_AFTER`] idle, the driver asks hyper to close the idle
+//!   connection (`graceful_shutdown`, which on an idle connection writes
+//!   nothing), skips the TLS shutdown and takes the stream back with any
+//!   bytes hyper had read but not used (`into_parts`): the start of a
+//!   pipelined or slow request head, which the next hyper gets first;
+//! - the parked connection waits for the socket to become readable, under
+//!   the header-read timeout, then hyper starts again on the same stream.
+//!
+//! A head cut by a park gets hyper's header-read timeout anew once (so a
+//! head takes at most twice that timeout); a hyper connection that has read
+//! bytes but dispatched nothing is not parked.
+//!
+//! The client sees one ordinary keep-alive connection. The grace period
+//! keeps busy connections from paying for a new hyper connection on every
+//! request (callgrind: about 7k instructions a park, a quarter of a
+//! request).
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tracing::trace;
+
+/// How long an HTTP/1.1 connection waits idle before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_millis(50);
+
+/// What the IO, the service and the driver of one connection know about
+/// whether hyper is idle. Atomics only because hyper wants `Send`: all three
+/// run on the connection's task.
+#[derive(Debug, Default)]
+pub struct ParkState {
+    /// Requests dispatched whose response body hyper has not dropped yet.
+    in_flight: AtomicU32,
+    /// The running hyper connection dispatched a request. Until then, hyper
+    /// closes at `graceful_shutdown` only if it has read nothing (otherwise
+    /// it would finish the request with `Connection: close`), and a head cut
+    /// by a park must not restart hyper's header-read timeout again and again.
+    dispatched: AtomicBool,
+    /// The running hyper connection was given request bytes.
+    got_any: AtomicBool,
+    /// Bytes were written since the last successful flush.
+    unflushed: AtomicBool,
+    /// A read found hyper idle and nothing to read; cleared by reading or
+    /// writing anything.
+    idle: AtomicBool,
+    /// Reads that returned request bytes: a new value means new activity.
+    reads: AtomicU32,
+    /// The driver is parking: the IO's shutdown must not end the TLS stream.
+    parking: AtomicBool,
+}
+
+impl ParkState {
+    /// Called when hyper hands a request to the service; the response is in
+    /// flight until the returned guard (kept in its body) is dropped.
+    pub fn dispatched(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.dispatched.store(true, Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn got_bytes(&self) {
+        self.got_any.store(true, Relaxed);
+        self.idle.store(false, Relaxed);
+        // Only this connection's task touches it: no need for a locked add.
+        self.reads
+            .store(self.reads.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.unflushed.store(true, Relaxed);
+        self.idle.store(false, Relaxed);
+    }
+
+    fn parkable(&self) -> bool {
+        self.in_flight.load(Relaxed) == 0
+            && (self.dispatched.load(Relaxed) || !self.got_any.load(Relaxed))
+            && !self.unflushed.load(Relaxed)
+    }
+}
+
+/// A response in flight; see [`ParkState::dispatched`].
+#[derive(Debug)]
+pub struct InFlight(Arc<ParkState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] guard (none on h2,
+/// which is not parked) until hyper is done with it.
+#[derive(Debug)]
+pub struct TrackedBody<B> {
+    body: B,
+    _in_flight: Option<InFlight>,
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(body: B, in_flight: Option<InFlight>) -> Self {
+        TrackedBody {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The TLS stream as hyper sees it: first the bytes hyper had read before
+/// the connection was parked, then the stream; reports idleness to the
+/// driver and keeps the stream open when the driver parks.
+pub struct ParkingIo {
+    /// Boxed: the stream (rustls' state is most of it) moves in and out of
+    /// hyper on every park, and a pointer is cheaper to move.
+    stream: Box<TlsStream<TcpStream>>,
+    unread: Bytes,
+    state: Arc<ParkState>,
+}
+
+impl AsyncRead for ParkingIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            this.state.got_bytes();
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        match polled {
+            Poll::Pending if this.state.parkable() => this.state.idle.store(true, Relaxed),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.state.got_bytes(),
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ParkingIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.state.wrote();
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.state.wrote();
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+        self.state.unflushed.store(false, Relaxed);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state.parking.load(Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` until the client closes, an error, the idle
+/// timeout, or `stop` (the server shutting down: the request in flight is
+/// answered first, an idle connection is closed at once). `parked` counts
+/// the connections waiting without hyper.
+pub async fn serve<S>(
+    http: &http1::Builder,
+    stream: TlsStream<TcpStream>,
+    service: S,
+    state: Arc<ParkState>,
+    idle_timeout: Duration,
+    parked: &Gauge,
+    stop: impl Future<Output = ()>,
+) -> Result<(), hyper::Error>
+where
+    S: HttpService<Incoming> + Clone + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut stream = Box::new(stream);
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
+    // One timer for the connection's life: the grace period while hyper
+    // runs (moved later on each request, which tokio does cheaply), the
+    // idle timeout while parked.
+    let mut timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
+    let mut unread = Bytes::new();
+    loop {
+        for flag in [
+            &state.parking,
+            &state.idle,
+            &state.dispatched,
+            &state.got_any,
+        ] {
+            flag.store(false, Relaxed);
+        }
+        let io = ParkingIo {
+            stream,
+            unread,
+            state: state.clone(),
+        };
+        // Boxed: hyper's connection lives on the heap only while it runs.
+        let mut conn = Box::new(
+            http.serve_connection(TokioIo::new(io), service.clone())
+                .with_upgrades(),
+        );
+        // The `reads` count when the grace timer was started, if it runs.
+        let mut armed_at: Option<u32> = None;
+        poll_fn(|cx| {
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                Pin::new(&mut *conn).graceful_shutdown();
+            }
+            let polled = Pin::new(&mut *conn).poll(cx);
+            if polled.is_ready() || stopping || !state.idle.load(Relaxed) {
+                return polled;
+            }
+            // Idle now. The timer is not moved on every request (that costs
+            // a clock read each time): when it fires after activity, it is
+            // started again, so a connection parks after one to two grace
+            // periods idle, and a busy one wakes once a period.
+            let reads = state.reads.load(Relaxed);
+            let elapsed = armed_at.is_some() && timer.is_elapsed();
+            if armed_at.is_none() || (elapsed && armed_at != Some(reads)) {
+                armed_at = Some(reads);
+                timer.as_mut().reset(Instant::now() + PARK_AFTER);
+                let _ = timer.as_mut().poll(cx); // registers the waker
+                return Poll::Pending;
+            }
+            if !elapsed {
+                return Poll::Pending;
+            }
+            // Idle for the whole grace period: closing hyper writes
+            // nothing, and ParkingIo keeps the TLS stream open.
+            state.parking.store(true, Relaxed);
+            Pin::new(&mut *conn).graceful_shutdown();
+            let polled = Pin::new(&mut *conn).poll(cx);
+            if polled.is_pending() {
+                // Not idle after all: hyper ends this exchange with
+                // `Connection: close`; let it close the stream for real.
+                state.parking.store(false, Relaxed);
+                stopping = true;
+            }
+            polled
+        })
+        .await?;
+        if !state.parking.load(Relaxed) {
+            return Ok(()); // closed by the client, by hyper or by `stop`
+        }
+        let Some(parts) = conn.into_parts() else {
+            return Ok(()); // upgraded (WebSocket): hyper handed the stream on
+        };
+        stream = parts.io.into_inner().stream;
+        unread = parts.read_buf;
+        drop(parts.service);
+
+        if unread.is_empty() {
+            // Nothing was readable when hyper last read, so rustls holds no
+            // plaintext and the socket's readiness is what to wait for.
+            trace!("idle: hyper's buffers released");
+            parked.inc();
+            timer.as_mut().reset(Instant::now() + idle_timeout);
+            let resume = tokio::select! {
+                ready = stream.get_ref().0.readable() => ready.is_ok(),
+                () = timer.as_mut() => false,
+                () = stop.as_mut(), if !stopping => false,
+            };
+            parked.dec();
+            if !resume {
+                close(stream).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Ends an idle connection with a TLS close_notify, bounded in time.
+async fn close(mut stream: Box<TlsStream<TcpStream>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}

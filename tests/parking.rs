@@ -1,0 +1,278 @@
+//! Idle HTTP/1.1 connections are parked without hyper's buffers
+//! (src/parking.rs) and still behave as one ordinary keep-alive connection:
+//! the next request, pipelined bytes, request bodies, the header-read
+//! timeout and shutdown all work across a park. Real server, real TLS.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ClientOptions, TestPki, TestServer, plain_get};
+use mtls::config::ClientAuthMode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// A server with client certificates required and the admin endpoint on.
+async fn server(pki: &TestPki, header_read_timeout: Duration) -> TestServer {
+    let mut config = pki.config(ClientAuthMode::Required);
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.limits.header_read_timeout = header_read_timeout;
+    TestServer::start(config).await
+}
+
+async fn connect(server: &TestServer, pki: &TestPki) -> TlsStream<TcpStream> {
+    let options = ClientOptions::new(pki).identity(pki.client());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(options.rustls_config()));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    connector
+        .connect(common::DOMAIN.try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads one response with a Content-Length body; returns the status line
+/// and the body. `pending` keeps bytes read past the response.
+async fn read_response(tls: &mut TlsStream<TcpStream>, pending: &mut Vec<u8>) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            if pending.len() >= end + 4 + length {
+                let body =
+                    String::from_utf8_lossy(&pending[end + 4..end + 4 + length]).into_owned();
+                pending.drain(..end + 4 + length);
+                let status = head.lines().next().unwrap().to_owned();
+                return (status, body);
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, tls.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "connection closed mid-response: {pending:?}");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn idle_connections(admin: SocketAddr) -> u64 {
+    let metrics = plain_get(admin, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("mtls_idle_connections "))
+        .expect("the mtls_idle_connections gauge")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (at most 3 s) until `want` connections are parked.
+async fn wait_parked(admin: SocketAddr, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while idle_connections(admin).await != want {
+        assert!(Instant::now() < deadline, "never {want} parked connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the server closed the connection within `within`.
+async fn closed_within(tls: &mut TlsStream<TcpStream>, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(within, tls.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_parked_then_serves_its_next_request() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let admin = server.admin.unwrap();
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("Welcome to the mTLS Flask App!"), "{body}");
+
+    wait_parked(admin, 1).await;
+    // The same connection, the same verified identity, after the park.
+    tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("client"), "{body}");
+    // And it parks again.
+    wait_parked(admin, 1).await;
+    drop(tls);
+    wait_parked(admin, 0).await;
+}
+
+#[tokio::test]
+async fn a_pipelined_request_cut_across_a_park_is_answered_in_order() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+
+    // The first request whole, the second cut in its head: hyper holds the
+    // cut head when the connection goes idle, and must get it back.
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("Welcome"), "{body}");
+    // Longer than two grace periods.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tls.write_all(b"st: a\r\n\r\n").await.unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("\"ok\""), "{body}");
+}
+
+#[tokio::test]
+async fn requests_with_bodies_and_pauses_share_one_connection() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let admin = server.admin.unwrap();
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+
+    for round in 0..3 {
+        // A body the built-in routes do not read (hyper drains it), a
+        // pause long enough to park, then a GET.
+        tls.write_all(b"POST /headers HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let (status, _) = read_response(&mut tls, &mut pending).await;
+        assert!(status.starts_with("HTTP/1.1 "), "round {round}: {status}");
+        wait_parked(admin, 1).await;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, body) = read_response(&mut tls, &mut pending).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
+        assert!(body.contains("\"ok\""), "round {round}: {body}");
+    }
+    wait_parked(admin, 1).await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_closed_after_the_header_read_timeout() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_millis(700)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(&mut tls, &mut pending).await;
+
+    let idle_from = Instant::now();
+    assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
+    let idle = idle_from.elapsed();
+    assert!(idle >= Duration::from_millis(600), "closed after {idle:?}");
+}
+
+#[tokio::test]
+async fn a_slow_head_after_a_park_still_times_out() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_millis(800)).await;
+    let admin = server.admin.unwrap();
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(&mut tls, &mut pending).await;
+    wait_parked(admin, 1).await;
+
+    // A head that never ends, one byte per 250 ms, pauses long enough to
+    // park: the park may restart hyper's header-read timeout once, not on
+    // every pause, so the head is cut off in about twice the timeout.
+    let started = Instant::now();
+    tls.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a slow head was not cut off"
+        );
+        let _ = tls.write_all(b"X").await;
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(250), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => continue,
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_parked_connection_at_once() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let admin = server.admin.unwrap();
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(&mut tls, &mut pending).await;
+    wait_parked(admin, 1).await;
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("shutdown waited for a parked connection");
+    assert!(closed_within(&mut tls, Duration::from_secs(1)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_head_sent_in_pieces_keeps_the_connection_alive() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+
+    // Pauses longer than the grace period inside the first head and then
+    // inside a later one: hyper must not be asked to close in either.
+    for round in 0..2 {
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tls.write_all(b"st: a\r\n\r\n").await.unwrap();
+        let (status, body) = read_response(&mut tls, &mut pending).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
+        assert!(body.contains("\"ok\""), "round {round}: {body}");
+    }
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
