@@ -229,7 +229,7 @@ impl AsyncWrite for ParkingIo {
 /// the connections waiting without hyper.
 pub async fn serve<S>(
     http: &http1::Builder,
-    stream: TlsStream<TcpStream>,
+    mut stream: Box<TlsStream<TcpStream>>,
     service: S,
     state: Arc<ParkState>,
     idle_timeout: Duration,
@@ -243,7 +243,6 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut stream = Box::new(stream);
     let mut stop = std::pin::pin!(stop);
     let mut stopping = false;
     // One timer for the connection's life: the grace period while hyper

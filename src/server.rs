@@ -388,8 +388,15 @@ async fn serve_connection(
     let material = shared.material.load_full();
     let accept = material.acceptor.accept(tcp).into_fallible();
     // Boxed: the handshake's state lives on the heap only while it runs,
-    // instead of enlarging the connection task for its whole life.
-    let handshake = Box::pin(tokio::time::timeout(shared.handshake_timeout, accept));
+    // instead of enlarging the connection task for its whole life; so does
+    // the TLS stream it yields (1.2 KB, rustls' state), which would take
+    // that room twice in the task (async state machines keep a slot for a
+    // matched value and for each binding).
+    let handshake_timeout = shared.handshake_timeout;
+    let handshake = Box::pin(async move {
+        let accepted = tokio::time::timeout(handshake_timeout, accept).await;
+        accepted.map(|accepted| accepted.map(Box::new))
+    });
     let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err((err, tcp))) => {
@@ -496,7 +503,7 @@ async fn serve_connection(
 /// the streams in flight finish.
 async fn serve_h2<S>(
     http: &http2::Builder<TokioExecutor>,
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
     mut stop: Stop,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
