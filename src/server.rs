@@ -26,8 +26,8 @@ use crate::admin;
 use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::hsts;
+use crate::http::Body;
 use crate::http::json_response;
-use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::metrics::{Metrics, route_label};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
@@ -544,7 +544,7 @@ impl Shared {
             Err(rejection) => {
                 self.audit
                     .refused(&conn.remote_addr.to_string(), "request", &rejection);
-                boxed(refuse(&req, &rejection))
+                boxed(routes.refuse(&req, &rejection))
             }
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
