@@ -29,7 +29,7 @@ use crate::hsts;
 use crate::http::Body;
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
-use crate::metrics::{Metrics, route_label};
+use crate::metrics::{Metrics, Route, route_label};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
@@ -532,7 +532,7 @@ impl Shared {
             Err(malformed) => {
                 warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
                 self.metrics
-                    .request(400, "other", started.elapsed().as_secs_f64());
+                    .request(400, Route::OTHER, started.elapsed().as_secs_f64());
                 return boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
