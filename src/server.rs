@@ -520,7 +520,9 @@ impl Shared {
         let routes = &material.routes;
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Kept for the log after the request went upstream; a clone shares
+        // the request's bytes instead of copying the path.
+        let uri = req.uri().clone();
         let version = req.version();
         let forwarded_conn;
         let conn = match self.forwarded_identity(&mut req, conn, material) {
@@ -554,10 +556,11 @@ impl Shared {
                 None => boxed(routes.route(&req, conn, &admission)),
             },
         };
+        let elapsed = started.elapsed();
         self.metrics.request(
             response.status().as_u16(),
-            route_label(&path, proxied),
-            started.elapsed().as_secs_f64(),
+            route_label(uri.path(), proxied),
+            elapsed.as_secs_f64(),
         );
         info!(
             target: "mtls::access",
@@ -565,10 +568,10 @@ impl Shared {
             client_cn = ?conn.peer.log_name(),
             client_cert = %conn.peer.log_state(),
             method = %method,
-            path = ?path,
+            path = ?uri.path(),
             version = ?version,
             status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
+            duration_us = elapsed.as_micros() as u64,
             "request"
         );
         response

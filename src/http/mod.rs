@@ -45,8 +45,10 @@ pub enum Admission {
     /// Client auth is off: there is no identity to check.
     Open,
     PublicPath,
-    /// A verified certificate, allowed by this (rule or "any verified").
-    Identity(String),
+    /// A verified certificate, and no allowlist is configured.
+    AnyVerified,
+    /// A verified certificate that the allowlist rule of this name allows.
+    Rule(String),
 }
 
 const ROUTES: [&str; 6] = ["/", "/healthz", "/cert", "/headers", "/whoami", "/hello"];
@@ -89,8 +91,8 @@ impl Routes {
             return Err(Rejection::not_allowed("(undecodable)", path, "the policy"));
         };
         match self.policy.judge(path, details) {
-            Verdict::AnyVerified => Ok(Admission::Identity("any verified certificate".to_owned())),
-            Verdict::Rule(name) => Ok(Admission::Identity(format!("rule `{name}`"))),
+            Verdict::AnyVerified => Ok(Admission::AnyVerified),
+            Verdict::Rule(name) => Ok(Admission::Rule(name)),
             Verdict::Denied { tried } => Err(Rejection::not_allowed(
                 &details.subject.rfc4514,
                 path,
@@ -235,10 +237,15 @@ fn capitalise(text: &str) -> String {
 
 /// `GET /whoami`: the verified identity and what let it in.
 fn whoami(answers: &AnswerHeaders, conn: &ConnectionInfo, admission: &Admission) -> Response<Body> {
+    let rule;
     let allowed_by = match admission {
         Admission::Open => "client auth is off",
         Admission::PublicPath => "public path",
-        Admission::Identity(how) => how.as_str(),
+        Admission::AnyVerified => "any verified certificate",
+        Admission::Rule(name) => {
+            rule = format!("rule `{name}`");
+            &rule
+        }
     };
     let identity = match &conn.peer {
         PeerIdentity::Verified(client) => client.details().map(|d| {
