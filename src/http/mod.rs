@@ -41,14 +41,14 @@ pub struct Routes {
 
 /// Why a request was let in, for `/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub enum Admission<'a> {
     /// Client auth is off: there is no identity to check.
     Open,
     PublicPath,
     /// A verified certificate, and no allowlist is configured.
     AnyVerified,
     /// A verified certificate that the allowlist rule of this name allows.
-    Rule(String),
+    Rule(&'a str),
 }
 
 const ROUTES: [&str; 6] = ["/", "/healthz", "/cert", "/headers", "/whoami", "/hello"];
@@ -75,7 +75,7 @@ impl Routes {
 
     /// Decides whether the connection's client may call `path`. Runs before
     /// routing, so unknown paths reveal nothing to refused clients.
-    fn admit(&self, path: &str, conn: &ConnectionInfo) -> Result<Admission, Rejection> {
+    fn admit(&self, path: &str, conn: &ConnectionInfo) -> Result<Admission<'_>, Rejection> {
         if self.client_auth == ClientAuthMode::Off {
             return Ok(Admission::Open);
         }
@@ -123,7 +123,7 @@ impl Routes {
         &self,
         req: &Request<B>,
         conn: &ConnectionInfo,
-    ) -> Result<Admission, Rejection> {
+    ) -> Result<Admission<'_>, Rejection> {
         self.admit(req.uri().path(), conn).inspect_err(|rejection| {
             self.metrics.refused("request", rejection.reason);
         })
