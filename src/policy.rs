@@ -88,13 +88,7 @@ impl Rule {
                 })
         };
         let sans = &cert.subject_alt_names;
-        let spiffe: Vec<String> = cert.spiffe_id.iter().cloned().collect();
-        let trust_domain: Vec<String> = cert
-            .spiffe_id
-            .as_deref()
-            .and_then(spiffe_trust_domain)
-            .into_iter()
-            .collect();
+        let trust_domain = || cert.spiffe_id.as_deref().and_then(spiffe_trust_domain);
         attribute("CN", &self.cn)
             && attribute("O", &self.o)
             && attribute("OU", &self.ou)
@@ -106,8 +100,9 @@ impl Rule {
             && any_of(&self.dns, &sans.dns, true)
             && any_of(&self.uri, &sans.uri, false)
             && any_of(&self.email, &sans.email, true)
-            && any_of(&self.spiffe_id, &spiffe, false)
-            && any_of(&self.spiffe_trust_domain, &trust_domain, true)
+            && any_of(&self.spiffe_id, cert.spiffe_id.as_slice(), false)
+            && (self.spiffe_trust_domain.is_empty()
+                || any_of(&self.spiffe_trust_domain, trust_domain().as_slice(), true))
             && any_of(
                 &self.sha256,
                 std::slice::from_ref(&cert.fingerprints.sha256),
@@ -151,11 +146,11 @@ impl Default for Policy {
 
 /// The outcome for one verified certificate on one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Verdict<'a> {
     /// No allowlist is configured: any verified certificate is welcome.
     AnyVerified,
     /// Allowed by the named rule.
-    Rule(String),
+    Rule(&'a str),
     /// No applicable rule matched; names the rule set that was tried.
     Denied { tried: String },
 }
@@ -171,27 +166,32 @@ impl Policy {
         self.public_paths.iter().any(|p| prefix_matches(p, path))
     }
 
-    pub fn judge(&self, path: &str, cert: &CertDetails) -> Verdict {
+    /// Allocates only to explain a refusal.
+    pub fn judge(&self, path: &str, cert: &CertDetails) -> Verdict<'_> {
         if !self.restricts() {
             return Verdict::AnyVerified;
         }
-        let (candidates, tried): (Vec<&Rule>, String) =
-            match self.paths.iter().find(|p| prefix_matches(&p.prefix, path)) {
-                Some(scoped) => (
-                    scoped.rules.iter().map(|&i| &self.rules[i]).collect(),
-                    format!("the rules for {}", scoped.prefix),
-                ),
-                None => (self.rules.iter().collect(), "the allowlist".to_owned()),
-            };
-        match candidates.iter().find(|rule| rule.matches(cert)) {
-            Some(rule) => Verdict::Rule(rule.name.clone()),
-            None => {
-                let names: Vec<&str> = candidates.iter().map(|r| r.name.as_str()).collect();
-                Verdict::Denied {
-                    tried: format!("{tried} ({})", names.join(", ")),
-                }
-            }
+        let scoped = self.paths.iter().find(|p| prefix_matches(&p.prefix, path));
+        if let Some(rule) = self.candidates(scoped).find(|rule| rule.matches(cert)) {
+            return Verdict::Rule(&rule.name);
         }
+        let names: Vec<&str> = self.candidates(scoped).map(|r| r.name.as_str()).collect();
+        let names = names.join(", ");
+        Verdict::Denied {
+            tried: match scoped {
+                Some(scoped) => format!("the rules for {} ({names})", scoped.prefix),
+                None => format!("the allowlist ({names})"),
+            },
+        }
+    }
+
+    /// The rules that apply: those of the path's rule set, or all.
+    fn candidates<'a>(&'a self, scoped: Option<&'a PathRules>) -> impl Iterator<Item = &'a Rule> {
+        let (all, some) = match scoped {
+            Some(scoped) => (None, Some(scoped.rules.iter().map(|&i| &self.rules[i]))),
+            None => (Some(self.rules.iter()), None),
+        };
+        all.into_iter().flatten().chain(some.into_iter().flatten())
     }
 
     /// Adds the Azure App Service style allowlists from the environment.
@@ -522,6 +522,69 @@ mod tests {
         cert
     }
 
+    #[test]
+    fn verdicts_name_the_rule_or_the_rules_tried() {
+        let rule = |name: &str, cn: &str| Rule {
+            name: name.to_owned(),
+            cn: vec![cn.to_owned()],
+            ..Rule::default()
+        };
+        let policy = Policy {
+            public_paths: Vec::new(),
+            rules: vec![rule("alice", "alice"), rule("bob", "bob")],
+            paths: vec![PathRules {
+                prefix: "/admin".to_owned(),
+                rules: vec![1],
+            }],
+        };
+        assert_eq!(policy.judge("/", &with_cn("alice")), Verdict::Rule("alice"));
+        assert_eq!(policy.judge("/", &with_cn("bob")), Verdict::Rule("bob"));
+        assert_eq!(
+            policy.judge("/admin/x", &with_cn("bob")),
+            Verdict::Rule("bob")
+        );
+        assert_eq!(
+            policy.judge("/admin/x", &with_cn("alice")),
+            Verdict::Denied {
+                tried: "the rules for /admin (bob)".to_owned()
+            }
+        );
+        assert_eq!(
+            policy.judge("/", &with_cn("carol")),
+            Verdict::Denied {
+                tried: "the allowlist (alice, bob)".to_owned()
+            }
+        );
+        assert_eq!(
+            Policy::default().judge("/", &with_cn("carol")),
+            Verdict::AnyVerified
+        );
+    }
+
+    #[test]
+    fn spiffe_rules_match_the_id_and_its_trust_domain() {
+        let mut cert = template();
+        cert.spiffe_id = Some("spiffe://Example.org/ns/prod".to_owned());
+        let by_domain = Rule {
+            name: "domain".to_owned(),
+            spiffe_trust_domain: vec!["example.ORG".to_owned()],
+            ..Rule::default()
+        };
+        let by_id = Rule {
+            name: "id".to_owned(),
+            spiffe_id: vec!["spiffe://Example.org/ns/prod".to_owned()],
+            ..Rule::default()
+        };
+        assert!(by_domain.matches(&cert));
+        assert!(by_id.matches(&cert));
+        cert.spiffe_id = Some("spiffe://other.org/ns/prod".to_owned());
+        assert!(!by_domain.matches(&cert));
+        assert!(!by_id.matches(&cert));
+        cert.spiffe_id = None;
+        assert!(!by_domain.matches(&cert));
+        assert!(!by_id.matches(&cert));
+    }
+
     proptest! {
         #[test]
         fn a_cn_rule_matches_exactly_its_names(names in proptest::collection::vec("[a-zA-Z0-9 .-]{1,12}", 1..5), cn in "[a-zA-Z0-9 .-]{1,12}") {
@@ -542,7 +605,7 @@ mod tests {
             let cert = template();
             let mut policy = Policy::default();
             policy.add_env_allowlists(None, Some(&spelled(&cert.fingerprints.sha1, style))).unwrap();
-            prop_assert_eq!(policy.judge("/", &cert), Verdict::Rule("ALLOWED_CLIENT_CERT_THUMBPRINTS".into()));
+            prop_assert_eq!(policy.judge("/", &cert), Verdict::Rule("ALLOWED_CLIENT_CERT_THUMBPRINTS"));
             let other = with_cn("someone else");
             let mut other = other;
             other.fingerprints.sha1 = "0".repeat(40);

@@ -48,6 +48,7 @@ impl Material {
                 config.client_auth,
                 policy,
                 metrics.clone(),
+                config.hsts.as_ref(),
             ),
         })
     }

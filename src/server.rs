@@ -25,10 +25,10 @@ use crate::admin;
 use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::hsts;
+use crate::http::Body;
 use crate::http::json_response;
-use crate::http::{Body, refuse};
 use crate::identity::{ConnectionInfo, PeerIdentity};
-use crate::metrics::{Metrics, route_label};
+use crate::metrics::{Metrics, Route, route_label};
 use crate::parking::{self, ParkState, TrackedBody};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
@@ -595,7 +595,9 @@ impl Shared {
         let routes = &material.routes;
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Kept for the log after the request went upstream; a clone shares
+        // the request's bytes instead of copying the path.
+        let uri = req.uri().clone();
         let version = req.version();
         let forwarded_conn;
         let conn = match self.forwarded_identity(&mut req, conn, material) {
@@ -607,7 +609,7 @@ impl Shared {
             Err(malformed) => {
                 warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
                 self.metrics
-                    .request(400, "other", started.elapsed().as_secs_f64());
+                    .request(400, Route::OTHER, started.elapsed().as_secs_f64());
                 return boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
@@ -619,7 +621,7 @@ impl Shared {
             Err(rejection) => {
                 self.audit
                     .refused(&conn.remote_addr.to_string(), "request", &rejection);
-                boxed(refuse(&req, &rejection))
+                boxed(routes.refuse(&req, &rejection))
             }
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
@@ -629,10 +631,11 @@ impl Shared {
                 None => boxed(routes.route(&req, conn, &admission)),
             },
         };
+        let elapsed = started.elapsed();
         self.metrics.request(
             response.status().as_u16(),
-            route_label(&path, proxied),
-            started.elapsed().as_secs_f64(),
+            route_label(uri.path(), proxied),
+            elapsed.as_secs_f64(),
         );
         info!(
             target: "mtls::access",
@@ -640,10 +643,10 @@ impl Shared {
             client_cn = ?conn.peer.log_name(),
             client_cert = %conn.peer.log_state(),
             method = %method,
-            path = ?path,
+            path = ?uri.path(),
             version = ?version,
             status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
+            duration_us = elapsed.as_micros() as u64,
             "request"
         );
         response

@@ -21,6 +21,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 mod cpu_time;
 use cpu_time::ThreadCpuTime;
 use hyper::Request;
+use hyper::header::HeaderValue;
 use mtls::cert::CertDetails;
 use mtls::config::{ClientAuthMode, ServeConfig};
 use mtls::http::Routes;
@@ -208,6 +209,7 @@ fn benches(c: &mut Criterion<ThreadCpuTime>) {
         ClientAuthMode::Required,
         Policy::default(),
         Arc::new(Metrics::default()),
+        Some(&HeaderValue::from_static(mtls::hsts::DEFAULT_HSTS)),
     );
     let request = Request::get("/")
         .header("host", DOMAIN)

@@ -4,16 +4,17 @@
 pub mod html;
 pub mod negotiate;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    ALLOW, CONTENT_TYPE, HeaderValue, VARY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    ALLOW, CONTENT_TYPE, HeaderValue, STRICT_TRANSPORT_SECURITY, VARY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -35,16 +36,19 @@ pub struct Routes {
     client_auth: ClientAuthMode,
     policy: Policy,
     metrics: Arc<Metrics>,
+    answers: AnswerHeaders,
 }
 
 /// Why a request was let in, for `/whoami`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub enum Admission<'a> {
     /// Client auth is off: there is no identity to check.
     Open,
     PublicPath,
-    /// A verified certificate, allowed by this (rule or "any verified").
-    Identity(String),
+    /// A verified certificate, and no allowlist is configured.
+    AnyVerified,
+    /// A verified certificate that the allowlist rule of this name allows.
+    Rule(&'a str),
 }
 
 const ROUTES: [&str; 6] = ["/", "/healthz", "/cert", "/headers", "/whoami", "/hello"];
@@ -57,6 +61,7 @@ impl Routes {
         client_auth: ClientAuthMode,
         policy: Policy,
         metrics: Arc<Metrics>,
+        hsts: Option<&HeaderValue>,
     ) -> Self {
         Routes {
             welcome_message: welcome_message.to_owned(),
@@ -64,12 +69,13 @@ impl Routes {
             client_auth,
             policy,
             metrics,
+            answers: AnswerHeaders::new(hsts),
         }
     }
 
     /// Decides whether the connection's client may call `path`. Runs before
     /// routing, so unknown paths reveal nothing to refused clients.
-    fn admit(&self, path: &str, conn: &ConnectionInfo) -> Result<Admission, Rejection> {
+    fn admit(&self, path: &str, conn: &ConnectionInfo) -> Result<Admission<'_>, Rejection> {
         if self.client_auth == ClientAuthMode::Off {
             return Ok(Admission::Open);
         }
@@ -85,8 +91,8 @@ impl Routes {
             return Err(Rejection::not_allowed("(undecodable)", path, "the policy"));
         };
         match self.policy.judge(path, details) {
-            Verdict::AnyVerified => Ok(Admission::Identity("any verified certificate".to_owned())),
-            Verdict::Rule(name) => Ok(Admission::Identity(format!("rule `{name}`"))),
+            Verdict::AnyVerified => Ok(Admission::AnyVerified),
+            Verdict::Rule(name) => Ok(Admission::Rule(name)),
             Verdict::Denied { tried } => Err(Rejection::not_allowed(
                 &details.subject.rfc4514,
                 path,
@@ -99,8 +105,17 @@ impl Routes {
     pub fn handle<B>(&self, req: &Request<B>, conn: &ConnectionInfo) -> Response<Body> {
         match self.admit_request(req, conn) {
             Ok(admission) => self.route(req, conn, &admission),
-            Err(rejection) => refuse(req, &rejection),
+            Err(rejection) => self.refuse(req, &rejection),
         }
+    }
+
+    /// The 403 for a refused request, as the client prefers it.
+    pub fn refuse<B>(&self, req: &Request<B>, rejection: &Rejection) -> Response<Body> {
+        forbidden(
+            &self.answers,
+            rejection,
+            negotiate::prefers_html(req.headers()),
+        )
     }
 
     /// Lets the request in, or says why not (and counts the refusal).
@@ -108,7 +123,7 @@ impl Routes {
         &self,
         req: &Request<B>,
         conn: &ConnectionInfo,
-    ) -> Result<Admission, Rejection> {
+    ) -> Result<Admission<'_>, Rejection> {
         self.admit(req.uri().path(), conn).inspect_err(|rejection| {
             self.metrics.refused("request", rejection.reason);
         })
@@ -122,15 +137,15 @@ impl Routes {
         admission: &Admission,
     ) -> Response<Body> {
         let path = req.uri().path();
-        let html = negotiate::prefers_html(req.headers());
+        let answers = &self.answers;
         if !ROUTES.contains(&path) {
-            return json_response(
+            return answers.json(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found", "path": path }),
             );
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut response = json_response(
+            let mut response = answers.json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &json!({ "error": "method not allowed", "allow": ALLOWED_METHODS }),
             );
@@ -140,25 +155,23 @@ impl Routes {
             return response;
         }
         match path {
-            "/healthz" => return json_response(StatusCode::OK, &json!({ "status": "ok" })),
-            "/whoami" => return whoami(conn, admission),
-            "/hello" => return hello(conn),
+            "/healthz" => return answers.json(StatusCode::OK, &json!({ "status": "ok" })),
+            "/whoami" => return whoami(answers, conn, admission),
+            "/hello" => return hello(answers, conn),
             _ => {}
         }
-        let mut response = match (path, html) {
+        // The rest answer HTML or JSON as the client prefers.
+        let html = negotiate::prefers_html(req.headers());
+        match (path, html) {
             ("/", false) => with_body(
                 StatusCode::OK,
-                "application/json",
+                &answers.negotiated_json,
                 self.welcome_json.clone(),
             ),
             ("/", true) => self.welcome_page(conn),
-            ("/cert", _) => certificate(conn, html),
-            (_, _) => headers(req, conn, html),
-        };
-        response
-            .headers_mut()
-            .insert(VARY, HeaderValue::from_static("accept"));
-        response
+            ("/cert", _) => certificate(answers, conn, html),
+            (_, _) => headers(answers, req, conn, html),
+        }
     }
 
     fn welcome_page(&self, conn: &ConnectionInfo) -> Response<Body> {
@@ -181,22 +194,17 @@ impl Routes {
             }
         }
         tls_section(&mut page, &conn.tls);
-        html_response(StatusCode::OK, &page)
+        self.answers.html(StatusCode::OK, &page)
     }
 }
 
-/// The 403 for a refused request, as the client prefers it.
-pub fn refuse<B>(req: &Request<B>, rejection: &Rejection) -> Response<Body> {
-    forbidden(rejection, negotiate::prefers_html(req.headers()))
-}
-
 /// 403 with the reason, as JSON or as a page that explains it to a person.
-fn forbidden(rejection: &Rejection, html: bool) -> Response<Body> {
+fn forbidden(answers: &AnswerHeaders, rejection: &Rejection, html: bool) -> Response<Body> {
     let error = match rejection.reason {
         ReasonCode::NotAllowed => "client certificate not allowed",
         _ => "client certificate required",
     };
-    let mut response = if html {
+    if html {
         let mut page = Page::new("Access denied");
         page.status(
             false,
@@ -205,9 +213,9 @@ fn forbidden(rejection: &Rejection, html: bool) -> Response<Body> {
         .heading("What you can do")
         .paragraph(&rejection.hint)
         .table(&[("Reason code", rejection.reason.as_str())]);
-        html_response(StatusCode::FORBIDDEN, &page)
+        answers.html(StatusCode::FORBIDDEN, &page)
     } else {
-        json_response(
+        answers.negotiated_json(
             StatusCode::FORBIDDEN,
             &json!({
                 "error": error,
@@ -216,11 +224,7 @@ fn forbidden(rejection: &Rejection, html: bool) -> Response<Body> {
                 "hint": rejection.hint,
             }),
         )
-    };
-    response
-        .headers_mut()
-        .insert(VARY, HeaderValue::from_static("accept"));
-    response
+    }
 }
 
 fn capitalise(text: &str) -> String {
@@ -232,11 +236,16 @@ fn capitalise(text: &str) -> String {
 }
 
 /// `GET /whoami`: the verified identity and what let it in.
-fn whoami(conn: &ConnectionInfo, admission: &Admission) -> Response<Body> {
+fn whoami(answers: &AnswerHeaders, conn: &ConnectionInfo, admission: &Admission) -> Response<Body> {
+    let rule;
     let allowed_by = match admission {
         Admission::Open => "client auth is off",
         Admission::PublicPath => "public path",
-        Admission::Identity(how) => how.as_str(),
+        Admission::AnyVerified => "any verified certificate",
+        Admission::Rule(name) => {
+            rule = format!("rule `{name}`");
+            &rule
+        }
     };
     let identity = match &conn.peer {
         PeerIdentity::Verified(client) => client.details().map(|d| {
@@ -253,43 +262,39 @@ fn whoami(conn: &ConnectionInfo, admission: &Admission) -> Response<Body> {
         }),
         _ => None,
     };
-    json_response(
+    answers.json(
         StatusCode::OK,
         &json!({ "identity": identity, "allowed_by": allowed_by }),
     )
 }
 
 /// `GET /hello`: `Hello {CN}!`, as the Apache demo answers.
-fn hello(conn: &ConnectionInfo) -> Response<Body> {
+fn hello(answers: &AnswerHeaders, conn: &ConnectionInfo) -> Response<Body> {
     let name = match &conn.peer {
         PeerIdentity::Verified(client) => client.common_name.clone(),
         _ => None,
     };
     let text = format!("Hello {}!\n", name.as_deref().unwrap_or("anonymous"));
-    with_body(
-        StatusCode::OK,
-        "text/plain; charset=utf-8",
-        Bytes::from(text),
-    )
+    with_body(StatusCode::OK, &answers.text, Bytes::from(text))
 }
 
 /// `GET /cert`: the verified client certificate, its chain and the TLS facts.
-fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
+fn certificate(answers: &AnswerHeaders, conn: &ConnectionInfo, html: bool) -> Response<Body> {
     let PeerIdentity::Verified(client) = &conn.peer else {
         // Only reachable with client auth off: otherwise admission refused it.
         if html {
             let mut page = Page::new("No client certificate");
             page.status(false, "No client certificate was presented on this connection.")
                 .paragraph("Import your .p12 bundle into the browser (or the system keychain), reload, and pick the certificate when asked.");
-            return html_response(StatusCode::NOT_FOUND, &page);
+            return answers.html(StatusCode::NOT_FOUND, &page);
         }
-        return json_response(
+        return answers.negotiated_json(
             StatusCode::NOT_FOUND,
             &json!({ "error": "no client certificate presented" }),
         );
     };
     let Some(leaf) = client.details() else {
-        return json_response(
+        return answers.negotiated_json(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({ "error": "the verified client certificate could not be decoded" }),
         );
@@ -303,7 +308,7 @@ fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
                 .certificate(cert);
         }
         tls_section(&mut page, &conn.tls);
-        return html_response(StatusCode::OK, &page);
+        return answers.html(StatusCode::OK, &page);
     }
     #[derive(Serialize)]
     struct CertView<'a> {
@@ -311,7 +316,7 @@ fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
         chain: &'a [CertDetails],
         tls: &'a TlsFacts,
     }
-    json_response(
+    answers.negotiated_json(
         StatusCode::OK,
         &CertView {
             client_certificate: leaf,
@@ -323,7 +328,12 @@ fn certificate(conn: &ConnectionInfo, html: bool) -> Response<Body> {
 
 /// `GET /headers`: the request as the server saw it, with the TLS facts and
 /// the client certificate in the forms upstream apps receive it.
-fn headers<B>(req: &Request<B>, conn: &ConnectionInfo, html: bool) -> Response<Body> {
+fn headers<B>(
+    answers: &AnswerHeaders,
+    req: &Request<B>,
+    conn: &ConnectionInfo,
+    html: bool,
+) -> Response<Body> {
     let mut header_map = Map::new();
     for (name, value) in req.headers() {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -359,7 +369,7 @@ fn headers<B>(req: &Request<B>, conn: &ConnectionInfo, html: bool) -> Response<B
         "client_certificate": client,
     });
     if !html {
-        return json_response(StatusCode::OK, &view);
+        return answers.negotiated_json(StatusCode::OK, &view);
     }
     let mut page = Page::new("Request headers");
     page.table(&[
@@ -385,7 +395,7 @@ fn headers<B>(req: &Request<B>, conn: &ConnectionInfo, html: bool) -> Response<B
                 .preformatted(&BASE64.encode(leaf));
         }
     }
-    html_response(StatusCode::OK, &page)
+    answers.html(StatusCode::OK, &page)
 }
 
 fn chain_details(client: &VerifiedClient) -> Vec<CertDetails> {
@@ -418,29 +428,82 @@ pub fn pem_certificate(der: &[u8]) -> String {
 }
 
 /// A JSON response; the body ends with a newline, as Flask's `jsonify` does.
+/// For answers outside the built-in routes (the admin endpoint, errors of
+/// the proxy); the routes use `AnswerHeaders`.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    with_body(status, "application/json", json_bytes(value))
-}
-
-fn html_response(status: StatusCode, page: &Page) -> Response<Body> {
-    with_body(
-        status,
-        "text/html; charset=utf-8",
-        Bytes::from(page.render()),
-    )
+    static JSON: LazyLock<HeaderMap> = LazyLock::new(|| own_headers("application/json"));
+    with_body(status, &JSON, json_bytes(value))
 }
 
 /// Every answer mtls writes itself (not an upstream's) goes through here.
-fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+fn with_body(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
+    *response.headers_mut() = headers.clone();
+    response
+}
+
+/// The content type and the security headers of an answer of ours.
+fn own_headers(content_type: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // JSON is never to be sniffed as HTML, and pages that show a client's
     // identity have no business inside another site's frame.
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
+    headers
+}
+
+/// The headers the built-in routes' answers start from, built once: the
+/// content type and the security headers, `Vary: accept` where the route
+/// answers HTML or JSON as the client prefers, and Strict-Transport-Security
+/// when it is on (`hsts::apply` then finds it in place). A copy of a
+/// finished map costs less than inserting the headers one by one, while
+/// one header more makes the copy grow (callgrind, keep-alive `GET /`).
+#[derive(Debug, Clone)]
+struct AnswerHeaders {
+    json: HeaderMap,
+    text: HeaderMap,
+    negotiated_json: HeaderMap,
+    /// Every HTML answer is negotiated.
+    html: HeaderMap,
+}
+
+impl AnswerHeaders {
+    fn new(hsts: Option<&HeaderValue>) -> Self {
+        let build = |content_type, negotiated| {
+            let mut headers = own_headers(content_type);
+            if negotiated {
+                headers.insert(VARY, HeaderValue::from_static("accept"));
+            }
+            if let Some(hsts) = hsts {
+                headers.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+            headers
+        };
+        AnswerHeaders {
+            json: build("application/json", false),
+            text: build("text/plain; charset=utf-8", false),
+            negotiated_json: build("application/json", true),
+            html: build("text/html; charset=utf-8", true),
+        }
+    }
+
+    fn json<T: Serialize + ?Sized>(&self, status: StatusCode, value: &T) -> Response<Body> {
+        with_body(status, &self.json, json_bytes(value))
+    }
+
+    fn negotiated_json<T: Serialize + ?Sized>(
+        &self,
+        status: StatusCode,
+        value: &T,
+    ) -> Response<Body> {
+        with_body(status, &self.negotiated_json, json_bytes(value))
+    }
+
+    fn html(&self, status: StatusCode, page: &Page) -> Response<Body> {
+        with_body(status, &self.html, Bytes::from(page.render()))
+    }
 }
 
 fn json_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
@@ -448,4 +511,98 @@ fn json_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
     let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     body.push(b'\n');
     Bytes::from(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::ACCEPT;
+
+    use super::*;
+    use crate::identity::TlsFacts;
+
+    fn conn() -> ConnectionInfo {
+        let remote_addr = "127.0.0.1:4000".parse().unwrap();
+        ConnectionInfo {
+            remote_addr,
+            remote_label: remote_addr.to_string().into(),
+            tls: TlsFacts {
+                version: "TLSv1.3".to_owned(),
+                cipher_suite: "TLS13_AES_128_GCM_SHA256".to_owned(),
+                alpn: None,
+                sni: None,
+            },
+            peer: PeerIdentity::None,
+        }
+    }
+
+    fn names(response: &Response<Body>) -> Vec<&str> {
+        response
+            .headers()
+            .keys()
+            .map(|name| name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn answers_carry_vary_where_negotiated_and_hsts_once_when_on() {
+        let hsts = HeaderValue::from_static("max-age=60");
+        for (client_auth, method, path, accept, expected_status, vary) in [
+            (ClientAuthMode::Off, "GET", "/", "*/*", 200, true),
+            (ClientAuthMode::Off, "GET", "/", "text/html", 200, true),
+            (ClientAuthMode::Off, "GET", "/healthz", "*/*", 200, false),
+            (ClientAuthMode::Off, "GET", "/hello", "*/*", 200, false),
+            (ClientAuthMode::Off, "GET", "/cert", "*/*", 404, true),
+            (ClientAuthMode::Off, "GET", "/nowhere", "*/*", 404, false),
+            (ClientAuthMode::Required, "GET", "/", "*/*", 403, true),
+            (ClientAuthMode::Required, "GET", "/", "text/html", 403, true),
+        ] {
+            for hsts in [Some(&hsts), None] {
+                let routes = Routes::new(
+                    "hi",
+                    client_auth,
+                    Policy::default(),
+                    Arc::new(Metrics::default()),
+                    hsts,
+                );
+                let req = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header(ACCEPT, accept)
+                    .body(())
+                    .unwrap();
+                let response = routes.handle(&req, &conn());
+                let case = format!("{method} {path} ({accept}, {client_auth:?}, {hsts:?})");
+                assert_eq!(response.status().as_u16(), expected_status, "{case}");
+                let mut expected =
+                    vec!["content-type", "x-content-type-options", "x-frame-options"];
+                if vary {
+                    expected.push("vary");
+                }
+                if hsts.is_some() {
+                    expected.push("strict-transport-security");
+                }
+                assert_eq!(names(&response), expected, "{case}");
+                assert_eq!(response.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+                assert_eq!(response.headers()[X_FRAME_OPTIONS], "DENY");
+                if let Some(hsts) = hsts {
+                    assert_eq!(response.headers()[STRICT_TRANSPORT_SECURITY], hsts);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_methods_are_refused_with_allow() {
+        let routes = Routes::new(
+            "hi",
+            ClientAuthMode::Off,
+            Policy::default(),
+            Arc::new(Metrics::default()),
+            None,
+        );
+        let req = Request::post("/").body(()).unwrap();
+        let response = routes.handle(&req, &conn());
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[ALLOW], ALLOWED_METHODS);
+    }
 }
