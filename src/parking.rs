@@ -9,10 +9,10 @@
 //! - hyper serves requests on a [`ParkingIo`] around the TLS stream;
 //! - when hyper reads, nothing is readable, no response is in flight and the
 //!   last one is flushed, the IO marks the connection idle;
-//! - after [`PARK_AFTER`] idle, the driver asks hyper to close the idle
-//!   connection (`graceful_shutdown`, which on an idle connection writes
-//!   nothing), skips the TLS shutdown and takes the stream back with any
-//!   bytes hyper had read but not used (`into_parts`): the start of a
+//! - after one to two [`PARK_AFTER`] idle, the driver asks hyper to close
+//!   the idle connection (`graceful_shutdown`, which on an idle connection
+//!   writes nothing), skips the TLS shutdown and takes the stream back with
+//!   any bytes hyper had read but not used (`into_parts`): the start of a
 //!   pipelined or slow request head, which the next hyper gets first;
 //! - the parked connection waits for the socket to become readable, under
 //!   the header-read timeout, then hyper starts again on the same stream.
@@ -246,8 +246,7 @@ where
     let mut stop = std::pin::pin!(stop);
     let mut stopping = false;
     // One timer for the connection's life: the grace period while hyper
-    // runs (moved later on each request, which tokio does cheaply), the
-    // idle timeout while parked.
+    // runs, the idle timeout while parked.
     let mut timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
     let mut unread = Bytes::new();
     loop {
