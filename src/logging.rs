@@ -2,23 +2,36 @@
 //! on standard error. Nothing secret is logged at any level: keys and
 //! passwords never are, and certificates appear only as names and digests.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use tracing::Metadata;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 use crate::log_format::PlainText;
 
-pub fn init(format: LogFormat) {
+/// Sets up logging; the returned guard writes out pending access-log lines
+/// when dropped (keep it until the end of `main`).
+pub fn init(format: LogFormat) -> FlushOnDrop {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let terminal = std::io::stderr().is_terminal();
+    // A person at a terminal sees each line at once; otherwise access-log
+    // lines are batched (one write for many requests, as nginx's
+    // `access_log ... buffer=` and Envoy's file logs do).
+    let writer = StderrWriter {
+        access: (!terminal).then(|| AccessBuffer::start(ACCESS_FLUSH_INTERVAL)),
+    };
+    let guard = FlushOnDrop(writer.access.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(terminal);
     match format {
         // Colours for a person at a terminal; otherwise the cheaper plain
@@ -30,6 +43,143 @@ pub fn init(format: LogFormat) {
             .with(secret_safe_levels())
             .init(),
         LogFormat::Json => builder.json().finish().with(secret_safe_levels()).init(),
+    }
+    guard
+}
+
+/// The target of the per-request access-log line.
+pub const ACCESS_TARGET: &str = "mtls::access";
+
+/// How long an access-log line may wait in the buffer.
+pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Bytes of access-log lines written out at once, without waiting.
+const ACCESS_BUFFER_BYTES: usize = 32 * 1024;
+
+/// Standard error, with access-log lines batched in an [`AccessBuffer`].
+/// Any other line first writes out the pending access lines, so the order
+/// of lines on standard error is kept.
+struct StderrWriter {
+    access: Option<Arc<AccessBuffer>>,
+}
+
+impl<'a> MakeWriter<'a> for StderrWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        if let Some(access) = &self.access {
+            access.write_out(&mut access.lock());
+        }
+        Line::Stderr(io::stderr())
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
+        match &self.access {
+            Some(access) if meta.target() == ACCESS_TARGET => Line::Access(access),
+            _ => self.make_writer(),
+        }
+    }
+}
+
+/// Where one formatted line goes.
+enum Line<'a> {
+    Stderr(io::Stderr),
+    Access(&'a AccessBuffer),
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Line::Stderr(stderr) => stderr.write(bytes),
+            Line::Access(access) => {
+                access.append(bytes);
+                Ok(bytes.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Line::Stderr(stderr) => stderr.flush(),
+            Line::Access(_) => Ok(()),
+        }
+    }
+}
+
+/// Access-log lines waiting to be written: out when 32 KiB are pending,
+/// and otherwise by a thread at most [`ACCESS_FLUSH_INTERVAL`] after the
+/// first pending line. An idle server's thread sleeps on the condition
+/// variable; it never polls.
+pub struct AccessBuffer {
+    pending: Mutex<Vec<u8>>,
+    arrived: Condvar,
+}
+
+impl AccessBuffer {
+    fn start(interval: Duration) -> Arc<AccessBuffer> {
+        let buffer = Arc::new(AccessBuffer {
+            pending: Mutex::new(Vec::with_capacity(ACCESS_BUFFER_BYTES)),
+            arrived: Condvar::new(),
+        });
+        let flusher = buffer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || flusher.flush_every(interval));
+        if spawned.is_err() {
+            eprintln!(
+                "warning: no thread for the access log; its lines are written when 32 KiB are pending or at exit"
+            );
+        }
+        buffer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves whole lines or a cut one;
+        // logging goes on either way.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append(&self, line: &[u8]) {
+        let mut pending = self.lock();
+        let was_empty = pending.is_empty();
+        pending.extend_from_slice(line);
+        if pending.len() >= ACCESS_BUFFER_BYTES {
+            self.write_out(&mut pending);
+        } else if was_empty {
+            self.arrived.notify_one();
+        }
+    }
+
+    fn write_out(&self, pending: &mut Vec<u8>) {
+        if !pending.is_empty() {
+            // Nowhere to report a failed write to standard error.
+            let _ = io::stderr().write_all(pending);
+            pending.clear();
+        }
+    }
+
+    fn flush_every(&self, interval: Duration) {
+        loop {
+            let pending = self.lock();
+            let pending = self
+                .arrived
+                .wait_while(pending, |pending| pending.is_empty())
+                .unwrap_or_else(PoisonError::into_inner);
+            drop(pending);
+            std::thread::sleep(interval);
+            self.write_out(&mut self.lock());
+        }
+    }
+}
+
+/// Writes out pending access-log lines when dropped.
+pub struct FlushOnDrop(Option<Arc<AccessBuffer>>);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        if let Some(access) = &self.0 {
+            access.write_out(&mut access.lock());
+        }
     }
 }
 

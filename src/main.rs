@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let _flush_logs = logging::init(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

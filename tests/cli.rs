@@ -501,3 +501,50 @@ fn health_refuses_an_admin_endpoint_that_is_off() {
         stderr(&out)
     );
 }
+
+/// Access-log lines are batched when standard error is not a terminal, but
+/// none is lost or reordered: each appears within the flush interval, the
+/// shutdown lines come after them, and lines still pending at exit are
+/// written out.
+#[tokio::test]
+async fn batched_access_lines_arrive_in_order_and_at_exit() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "");
+    let mut command = mtls_command(root.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut server = ServeProcess::start(command);
+    server.wait_for("listening on");
+    let options = ClientOptions::new(&pki);
+
+    let started = std::time::Instant::now();
+    let answer = common::get(server.addr, &options, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    server.wait_for("path=\"/healthz\"");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the access line took {:?}",
+        started.elapsed()
+    );
+
+    // Requests right before SIGTERM: their lines are still pending when the
+    // server starts shutting down.
+    for path in ["/", "/headers", "/nowhere"] {
+        common::get(server.addr, &options, path).await.unwrap();
+    }
+    let (status, log) = server.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{}", log.join("\n"));
+    let position = |needle: &str| {
+        log.iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", log.join("\n")))
+    };
+    let shutdown = position("received SIGTERM");
+    let lines = ["path=\"/\"", "path=\"/headers\"", "path=\"/nowhere\""].map(position);
+    assert!(
+        lines[0] < lines[1] && lines[1] < lines[2] && lines[2] < shutdown,
+        "{lines:?}, shutdown at {shutdown}:\n{}",
+        log.join("\n")
+    );
+}
