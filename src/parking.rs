@@ -315,7 +315,9 @@ where
             return Ok(()); // upgraded (WebSocket): hyper handed the stream on
         };
         stream = parts.io.into_inner().stream;
-        unread = parts.read_buf;
+        // A copy: `read_buf` may share hyper's whole 8 KiB read buffer,
+        // which must not stay allocated for the park.
+        unread = Bytes::copy_from_slice(&parts.read_buf);
         drop(parts.service);
 
         if unread.is_empty() {
