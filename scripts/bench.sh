@@ -121,7 +121,9 @@ events {
     worker_connections $((idle + 1024));
 }
 http {
-    access_log $server_log;
+    # Batched like mtls's access log (32 KiB or 100 ms, src/logging.rs),
+    # so both pay the same for their log lines.
+    access_log $server_log combined buffer=32k flush=100ms;
     client_body_temp_path $work/nginx/tmp/body;
     proxy_temp_path $work/nginx/tmp/proxy;
     fastcgi_temp_path $work/nginx/tmp/fastcgi;
