@@ -87,6 +87,24 @@ async fn wait_parked(admin: SocketAddr, want: u64) {
     }
 }
 
+/// A server, and a connection answered once (`GET /`) and now parked.
+async fn parked_connection(
+    pki: &TestPki,
+    header_read_timeout: Duration,
+) -> (TestServer, TlsStream<TcpStream>, Vec<u8>) {
+    let server = server(pki, header_read_timeout).await;
+    let mut tls = connect(&server, pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("Welcome to the mTLS Flask App!"), "{body}");
+    wait_parked(server.admin.unwrap(), 1).await;
+    (server, tls, pending)
+}
+
 /// Whether the server closed the connection within `within`.
 async fn closed_within(tls: &mut TlsStream<TcpStream>, within: Duration) -> bool {
     let mut buf = [0u8; 256];
@@ -100,19 +118,8 @@ async fn closed_within(tls: &mut TlsStream<TcpStream>, within: Duration) -> bool
 #[tokio::test]
 async fn an_idle_connection_is_parked_then_serves_its_next_request() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_secs(30)).await;
+    let (server, mut tls, mut pending) = parked_connection(&pki, Duration::from_secs(30)).await;
     let admin = server.admin.unwrap();
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, body) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains("Welcome to the mTLS Flask App!"), "{body}");
-
-    wait_parked(admin, 1).await;
     // The same connection, the same verified identity, after the park.
     tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
@@ -179,32 +186,18 @@ async fn requests_with_bodies_and_pauses_share_one_connection() {
 #[tokio::test]
 async fn a_parked_connection_is_closed_after_the_header_read_timeout() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_millis(700)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    read_response(&mut tls, &mut pending).await;
-
+    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(700)).await;
     let idle_from = Instant::now();
     assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
+    // Parked after 50-100 ms of the 700 ms.
     let idle = idle_from.elapsed();
-    assert!(idle >= Duration::from_millis(600), "closed after {idle:?}");
+    assert!(idle >= Duration::from_millis(500), "closed after {idle:?}");
 }
 
 #[tokio::test]
 async fn a_slow_head_after_a_park_still_times_out() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_millis(800)).await;
-    let admin = server.admin.unwrap();
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    read_response(&mut tls, &mut pending).await;
-    wait_parked(admin, 1).await;
+    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(800)).await;
 
     // A head that never ends, one byte per 250 ms, pauses long enough to
     // park: the park may restart hyper's header-read timeout once, not on
@@ -235,15 +228,7 @@ async fn a_slow_head_after_a_park_still_times_out() {
 #[tokio::test]
 async fn shutdown_closes_a_parked_connection_at_once() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_secs(30)).await;
-    let admin = server.admin.unwrap();
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    read_response(&mut tls, &mut pending).await;
-    wait_parked(admin, 1).await;
+    let (server, mut tls, _) = parked_connection(&pki, Duration::from_secs(30)).await;
 
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), server.stop())
