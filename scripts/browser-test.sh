@@ -85,6 +85,14 @@ trap cleanup EXIT
 
 passed=0
 failed=0
+# Access-log lines are batched (written within 100 ms): wait for PATTERN in
+# the server's log, for 3 s at most.
+wait_log() { # wait_log PATTERN
+    for _ in $(seq 30); do
+        grep -q -- "$1" "$work/server.log" && return 0
+        sleep 0.1
+    done
+}
 check() { # check NAME EXPECTED ACTUAL
     if [[ "$3" == *"$2"* ]]; then
         passed=$((passed + 1)); echo "ok   $1"
@@ -186,6 +194,7 @@ check "required: served over TLS 1.3" "TLSv1.3" "$dom"
 echo "$dom" >"$out/required-cert.html"
 browse with-cert "--screenshot=$out/required-cert.png" /cert >/dev/null
 check "required: screenshot taken" "PNG " "$(png "$out/required-cert.png")"
+wait_log 'client_cn="client"'
 check "required: the access log names the client" 'client_cn="client"' "$(cat "$work/server.log")"
 dom=$(browse without-cert --dump-dom /cert)
 check_absent "required: a profile without the certificate gets no page" "CN=client" "$dom"
@@ -203,6 +212,7 @@ check "optional: the page names the reason code" "no_certificate" "$dom"
 echo "$dom" >"$out/optional-403.html"
 browse without-cert "--screenshot=$out/optional-403.png" /cert >/dev/null
 check "optional: screenshot taken" "PNG " "$(png "$out/optional-403.png")"
+wait_log 'status=403'
 check "optional: the access log shows the 403 without a certificate" \
     'client_cn="-" client_cert=none method=GET path="/cert"' \
     "$(grep 'status=403' "$work/server.log" || true)"

@@ -39,6 +39,14 @@ trap cleanup EXIT
 
 passed=0
 failed=0
+# Access-log lines are batched (written within 100 ms): wait until COUNT
+# lines match PATTERN in the replicas' logs, for 3 s at most.
+wait_log() { # wait_log PATTERN COUNT
+    for _ in $(seq 30); do
+        [ "$(cat "$work"/r*.log | grep -c -- "$1" || true)" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+}
 check() { # check NAME CONDITION-RESULT(0/1) DETAIL
     if [ "$2" = 0 ]; then
         passed=$((passed + 1)); echo "ok   $1"
@@ -99,6 +107,7 @@ for i in $(seq 9); do
     [ "$body" = 404 ] && ok=$((ok + 1))
 done
 check "9 requests through HAProxy answered" "$([ $ok = 9 ] && echo 0 || echo 1)" "$ok of 9"
+wait_log 'path="/spread-' 9
 for n in 1 2 3; do
     count=$(grep -c 'path="/spread-' "$work/r$n.log" || true)
     check "replica $n served some ($count)" "$([ "$count" -ge 1 ] && echo 0 || echo 1)" "none"
@@ -117,6 +126,8 @@ s_client /first-session -sess_out "$work/session.pem" >"$work/first.txt"
 s_client /resumed-session -sess_in "$work/session.pem" >"$work/second.txt"
 check "a session resumes through HAProxy" "$(grep -q '^Reused, TLSv1.3' "$work/second.txt" && echo 0 || echo 1)" \
     "$(grep -E '^(New|Reused)' "$work/second.txt" | head -1)"
+wait_log 'path="/first-session"' 1
+wait_log 'path="/resumed-session"' 1
 first=$(grep -l 'path="/first-session"' "$work"/r*.log || true)
 second=$(grep -l 'path="/resumed-session"' "$work"/r*.log || true)
 check "the resumed session landed on another replica" \
