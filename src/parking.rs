@@ -63,6 +63,11 @@ pub struct ParkState {
     dispatched: AtomicBool,
     /// The running hyper connection was given request bytes.
     got_any: AtomicBool,
+    /// The running hyper connection saw a request with `Upgrade` or a
+    /// CONNECT: hyper keeps a pending upgrade for it even when the answer
+    /// is not 101, and would hand the stream to it when closed, so such a
+    /// connection is never parked.
+    upgrade_seen: AtomicBool,
     /// Bytes were written since the last successful flush.
     unflushed: AtomicBool,
     /// A read found hyper idle and nothing to read; cleared by reading or
@@ -77,9 +82,13 @@ pub struct ParkState {
 impl ParkState {
     /// Called when hyper hands a request to the service; the response is in
     /// flight until the returned guard (kept in its body) is dropped.
-    pub fn dispatched(self: &Arc<Self>) -> InFlight {
+    /// `may_upgrade`: the request is a CONNECT or carries `Upgrade`.
+    pub fn dispatched(self: &Arc<Self>, may_upgrade: bool) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.dispatched.store(true, Relaxed);
+        if may_upgrade {
+            self.upgrade_seen.store(true, Relaxed);
+        }
         InFlight(self.clone())
     }
 
@@ -99,6 +108,7 @@ impl ParkState {
     fn parkable(&self) -> bool {
         self.in_flight.load(Relaxed) == 0
             && (self.dispatched.load(Relaxed) || !self.got_any.load(Relaxed))
+            && !self.upgrade_seen.load(Relaxed)
             && !self.unflushed.load(Relaxed)
     }
 }
@@ -249,12 +259,17 @@ where
     // runs, the idle timeout while parked.
     let mut timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
     let mut unread = Bytes::new();
+    // When a parked connection is closed. It moves only when a request's
+    // bytes arrive: TLS records that carry none (a record trickled a byte
+    // at a time, empty records) wake the connection but must not keep it.
+    let mut idle_deadline: Option<Instant> = None;
     loop {
         for flag in [
             &state.parking,
             &state.idle,
             &state.dispatched,
             &state.got_any,
+            &state.upgrade_seen,
         ] {
             flag.store(false, Relaxed);
         }
@@ -300,8 +315,9 @@ where
             Pin::new(&mut *conn).graceful_shutdown();
             let polled = Pin::new(&mut *conn).poll(cx);
             if polled.is_pending() {
-                // Not idle after all: hyper ends this exchange with
-                // `Connection: close`; let it close the stream for real.
+                // Not idle after all (say, still reading a request body
+                // after its answer): hyper will close after this exchange;
+                // let it close the stream for real.
                 state.parking.store(false, Relaxed);
                 stopping = true;
             }
@@ -314,6 +330,9 @@ where
         let Some(parts) = conn.into_parts() else {
             return Ok(()); // upgraded (WebSocket): hyper handed the stream on
         };
+        if state.got_any.load(Relaxed) || idle_deadline.is_none() {
+            idle_deadline = Some(Instant::now() + idle_timeout);
+        }
         stream = parts.io.into_inner().stream;
         // A copy: `read_buf` may share hyper's whole 8 KiB read buffer,
         // which must not stay allocated for the park.
@@ -325,7 +344,9 @@ where
             // plaintext and the socket's readiness is what to wait for.
             trace!("idle: hyper's buffers released");
             parked.inc();
-            timer.as_mut().reset(Instant::now() + idle_timeout);
+            timer
+                .as_mut()
+                .reset(idle_deadline.unwrap_or_else(|| Instant::now() + idle_timeout));
             let resume = tokio::select! {
                 ready = stream.get_ref().0.readable() => ready.is_ok(),
                 () = timer.as_mut() => false,

@@ -465,7 +465,11 @@ async fn serve_connection(
     let service = service_fn(move |req: Request<Incoming>| {
         // Marked when hyper calls the service, not when it first polls the
         // future: hyper may read in between.
-        let in_flight = service_park.as_ref().map(|park| park.dispatched());
+        let in_flight = service_park.as_ref().map(|park| {
+            let may_upgrade = req.method() == hyper::Method::CONNECT
+                || req.headers().contains_key(hyper::header::UPGRADE);
+            park.dispatched(may_upgrade)
+        });
         let shared = service_shared.clone();
         let conn_info = conn_info.clone();
         let material = material.clone();

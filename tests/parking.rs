@@ -261,3 +261,56 @@ async fn a_head_sent_in_pieces_keeps_the_connection_alive() {
     let (status, _) = read_response(&mut tls, &mut pending).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
+
+#[tokio::test]
+async fn a_request_with_an_upgrade_header_keeps_its_connection() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    // An ordinary request that happens to carry `Upgrade` (refused or
+    // ignored: answered with a non-101 status, keep-alive).
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed = closed_within(&mut tls, Duration::from_millis(10)).await;
+    assert!(
+        !closed,
+        "keep-alive connection closed 300 ms after a response (timeout is 30 s)"
+    );
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn a_tls_record_trickled_a_byte_at_a_time_is_still_timed_out() {
+    let pki = TestPki::new();
+    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(700)).await;
+    // Start of an application-data record claiming 16 KiB, then one byte
+    // per 400 ms: never any plaintext, so no request head ever starts.
+    let raw = &mut tls.get_mut().0;
+    let record = [0x17u8, 0x03, 0x03, 0x40, 0x00];
+    let started = Instant::now();
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let byte = [record.get(i).copied().unwrap_or(0)];
+        if raw.write_all(&byte).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(1), raw.read(&mut buf)).await {
+            Err(_) => continue, // still open
+            Ok(_) => return,    // closed
+        }
+    }
+    panic!(
+        "still open after {:?} with a 700 ms header-read timeout",
+        started.elapsed()
+    );
+}
