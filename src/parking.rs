@@ -80,16 +80,17 @@ pub struct ParkState {
 }
 
 impl ParkState {
-    /// Called when hyper hands a request to the service; the response is in
-    /// flight until the returned guard (kept in its body) is dropped.
-    /// `may_upgrade`: the request is a CONNECT or carries `Upgrade`.
-    pub fn dispatched(self: &Arc<Self>, may_upgrade: bool) -> InFlight {
-        self.in_flight.fetch_add(1, Relaxed);
+    /// Called when hyper hands a request to the service. Returns two
+    /// guards, for the request body and for the response body: the
+    /// connection is busy until both bodies are dropped. `may_upgrade`: the
+    /// request is a CONNECT or carries `Upgrade`.
+    pub fn dispatched(self: &Arc<Self>, may_upgrade: bool) -> [InFlight; 2] {
+        self.in_flight.fetch_add(2, Relaxed);
         self.dispatched.store(true, Relaxed);
         if may_upgrade {
             self.upgrade_seen.store(true, Relaxed);
         }
-        InFlight(self.clone())
+        [InFlight(self.clone()), InFlight(self.clone())]
     }
 
     fn got_bytes(&self) {
@@ -112,6 +113,12 @@ impl ParkState {
             && !self.unflushed.load(Relaxed)
     }
 }
+
+/// A request's body as the service sees it: holds an [`InFlight`] guard
+/// (on HTTP/1.1) until the body is dropped, so that a connection whose
+/// request body is still being read (a proxied upload the upstream
+/// answered early) does not count as idle.
+pub type RequestBody = TrackedBody<Incoming>;
 
 /// A response in flight; see [`ParkState::dispatched`].
 #[derive(Debug)]

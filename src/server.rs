@@ -29,7 +29,7 @@ use crate::http::Body;
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::metrics::{Metrics, Route, route_label};
-use crate::parking::{self, ParkState, TrackedBody};
+use crate::parking::{self, ParkState, RequestBody, TrackedBody};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
 use crate::proxy::signed_identity::{SigningKey, SigningKeyError};
@@ -465,11 +465,16 @@ async fn serve_connection(
     let service = service_fn(move |req: Request<Incoming>| {
         // Marked when hyper calls the service, not when it first polls the
         // future: hyper may read in between.
-        let in_flight = service_park.as_ref().map(|park| {
-            let may_upgrade = req.method() == hyper::Method::CONNECT
-                || req.headers().contains_key(hyper::header::UPGRADE);
-            park.dispatched(may_upgrade)
-        });
+        let (reading, answering) = match &service_park {
+            Some(park) => {
+                let may_upgrade = req.method() == hyper::Method::CONNECT
+                    || req.headers().contains_key(hyper::header::UPGRADE);
+                let [reading, answering] = park.dispatched(may_upgrade);
+                (Some(reading), Some(answering))
+            }
+            None => (None, None),
+        };
+        let req = req.map(|body| TrackedBody::new(body, reading));
         let shared = service_shared.clone();
         let conn_info = conn_info.clone();
         let material = material.clone();
@@ -479,7 +484,7 @@ async fn serve_connection(
             if let Some(hsts) = &shared.hsts {
                 hsts::apply(response.headers_mut(), hsts);
             }
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, answering)))
         }
     });
     let served = match park {
@@ -592,7 +597,7 @@ impl Shared {
     /// routes) and writes its access-log line.
     async fn respond(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         conn: &ConnectionInfo,
         material: &Material,
     ) -> Response<ProxyBody> {
@@ -663,7 +668,7 @@ impl Shared {
     /// every case, so it never reaches the app as such.
     fn forwarded_identity(
         &self,
-        req: &mut Request<Incoming>,
+        req: &mut Request<RequestBody>,
         conn: &ConnectionInfo,
         material: &Material,
     ) -> Result<Option<ConnectionInfo>, MalformedHeader> {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
@@ -28,6 +27,7 @@ use super::signed_identity::{self, SigningKey};
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::metrics::Metrics;
+use crate::parking::RequestBody;
 
 /// The body type of every response the server sends.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -59,7 +59,7 @@ pub enum UpstreamError {
 pub struct Upstream {
     settings: UpstreamSettings,
     metrics: Arc<Metrics>,
-    client: Client<HttpsConnector<HttpConnector>, Limited<Incoming>>,
+    client: Client<HttpsConnector<HttpConnector>, Limited<RequestBody>>,
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded as such.
@@ -109,7 +109,7 @@ impl Upstream {
     /// a 502/504 JSON answer when the upstream fails.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         conn: &ConnectionInfo,
     ) -> Response<ProxyBody> {
         let limit = self.settings.max_body_bytes;
