@@ -18,8 +18,11 @@
 //!   the header-read timeout, then hyper starts again on the same stream.
 //!
 //! A head cut by a park gets hyper's header-read timeout anew once (so a
-//! head takes at most twice that timeout); a hyper connection that has read
-//! bytes but dispatched nothing is not parked.
+//! head takes at most twice that timeout). Not parked: a hyper connection
+//! that has read bytes but dispatched nothing, one that saw `Upgrade` or
+//! CONNECT, and one whose request or response body is still alive. Bytes
+//! that carry no request (TLS records without plaintext) do not move a
+//! parked connection's idle deadline.
 //!
 //! The client sees one ordinary keep-alive connection. The grace period
 //! keeps busy connections from paying for a new hyper connection on every
