@@ -68,7 +68,7 @@ impl<'a> MakeWriter<'a> for StderrWriter {
 
     fn make_writer(&'a self) -> Line<'a> {
         if let Some(access) = &self.access {
-            access.write_out(&mut access.lock());
+            access.write_pending();
         }
         Line::Stderr(io::stderr())
     }
@@ -167,8 +167,12 @@ impl AccessBuffer {
                 .unwrap_or_else(PoisonError::into_inner);
             drop(pending);
             std::thread::sleep(interval);
-            self.write_out(&mut self.lock());
+            self.write_pending();
         }
+    }
+
+    fn write_pending(&self) {
+        self.write_out(&mut self.lock());
     }
 }
 
@@ -178,7 +182,7 @@ pub struct FlushOnDrop(Option<Arc<AccessBuffer>>);
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
         if let Some(access) = &self.0 {
-            access.write_out(&mut access.lock());
+            access.write_pending();
         }
     }
 }

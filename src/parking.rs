@@ -57,7 +57,7 @@ pub const PARK_AFTER: Duration = Duration::from_millis(50);
 /// run on the connection's task.
 #[derive(Debug, Default)]
 pub struct ParkState {
-    /// Requests dispatched whose response body hyper has not dropped yet.
+    /// Request and response bodies not dropped yet (two per request).
     in_flight: AtomicU32,
     /// The running hyper connection dispatched a request. Until then, hyper
     /// closes at `graceful_shutdown` only if it has read nothing (otherwise
@@ -123,7 +123,7 @@ impl ParkState {
 /// answered early) does not count as idle.
 pub type RequestBody = TrackedBody<Incoming>;
 
-/// A response in flight; see [`ParkState::dispatched`].
+/// A request or response body in flight; see [`ParkState::dispatched`].
 #[derive(Debug)]
 pub struct InFlight(Arc<ParkState>);
 
@@ -133,8 +133,8 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that holds its request's [`InFlight`] guard (none on h2,
-/// which is not parked) until hyper is done with it.
+/// A request or response body that holds an [`InFlight`] guard (none on
+/// h2, which is not parked) until it is dropped.
 #[derive(Debug)]
 pub struct TrackedBody<B> {
     body: B,

@@ -647,7 +647,7 @@ impl Shared {
             elapsed.as_secs_f64(),
         );
         info!(
-            target: "mtls::access",
+            target: crate::logging::ACCESS_TARGET,
             peer = %conn.remote_label,
             client_cn = ?conn.peer.log_name(),
             client_cert = %conn.peer.log_state(),
