@@ -347,6 +347,9 @@ where
         // A copy: `read_buf` may share hyper's whole 8 KiB read buffer,
         // which must not stay allocated for the park.
         unread = Bytes::copy_from_slice(&parts.read_buf);
+        // Dropped here, not at the end of the loop body: that would keep
+        // the buffer (and the service) through the park.
+        drop(parts.read_buf);
         drop(parts.service);
 
         if unread.is_empty() {

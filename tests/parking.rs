@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ClientOptions, TestPki, TestServer, plain_get};
+use common::raw::{connect, read_response, wait_parked};
+use common::{TestPki, TestServer};
 use mtls::config::ClientAuthMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,70 +20,6 @@ async fn server(pki: &TestPki, header_read_timeout: Duration) -> TestServer {
     config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     config.limits.header_read_timeout = header_read_timeout;
     TestServer::start(config).await
-}
-
-async fn connect(server: &TestServer, pki: &TestPki) -> TlsStream<TcpStream> {
-    let options = ClientOptions::new(pki).identity(pki.client());
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(options.rustls_config()));
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    connector
-        .connect(common::DOMAIN.try_into().unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-/// Reads one response with a Content-Length body; returns the status line
-/// and the body. `pending` keeps bytes read past the response.
-async fn read_response(tls: &mut TlsStream<TcpStream>, pending: &mut Vec<u8>) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().unwrap())
-                })
-                .expect("a Content-Length");
-            if pending.len() >= end + 4 + length {
-                let body =
-                    String::from_utf8_lossy(&pending[end + 4..end + 4 + length]).into_owned();
-                pending.drain(..end + 4 + length);
-                let status = head.lines().next().unwrap().to_owned();
-                return (status, body);
-            }
-        }
-        let mut buf = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, tls.read(&mut buf))
-            .await
-            .expect("a response within 5 s")
-            .unwrap();
-        assert!(n > 0, "connection closed mid-response: {pending:?}");
-        pending.extend_from_slice(&buf[..n]);
-    }
-}
-
-async fn idle_connections(admin: SocketAddr) -> u64 {
-    let metrics = plain_get(admin, "/metrics").await;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("mtls_idle_connections "))
-        .expect("the mtls_idle_connections gauge")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits (at most 3 s) until `want` connections are parked.
-async fn wait_parked(admin: SocketAddr, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while idle_connections(admin).await != want {
-        assert!(Instant::now() < deadline, "never {want} parked connections");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A server, and a connection answered once (`GET /`) and now parked.

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, and real TLS clients (rustls + hyper, or the system curl).
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod raw;
 pub mod upstream;
 
 use std::net::SocketAddr;
