@@ -3,11 +3,12 @@
 //! passwords never are, and certificates appear only as names and digests.
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use tracing::Metadata;
+use hyper::{Method, Version};
 use tracing::level_filters::LevelFilter;
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
@@ -15,7 +16,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
-use crate::log_format::PlainText;
+use crate::identity::ConnectionInfo;
+use crate::log_format::{PlainText, Quoted, with_access_line};
 
 /// Sets up logging; the returned guard writes out pending access-log lines
 /// when dropped (keep it until the end of `main`).
@@ -29,6 +31,10 @@ pub fn init(format: LogFormat) -> FlushOnDrop {
         access: (!terminal).then(|| AccessBuffer::start(ACCESS_FLUSH_INTERVAL)),
     };
     let guard = FlushOnDrop(writer.access.clone());
+    if let (LogFormat::Text, Some(access)) = (format, &writer.access) {
+        // Plain text and batched: access lines skip tracing's dispatch.
+        let _ = DIRECT_ACCESS.set(access.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -49,6 +55,56 @@ pub fn init(format: LogFormat) -> FlushOnDrop {
 
 /// The target of the per-request access-log line.
 pub const ACCESS_TARGET: &str = "mtls::access";
+
+/// One request, as the access log records it.
+pub struct AccessRecord<'a> {
+    pub conn: &'a ConnectionInfo,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub version: Version,
+    pub status: u16,
+    pub duration: Duration,
+}
+
+impl AccessRecord<'_> {
+    pub fn duration_us(&self) -> u64 {
+        u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The batch plain-text access lines are written to directly, when logs
+/// are plain text on a standard error that is not a terminal.
+static DIRECT_ACCESS: OnceLock<Arc<AccessBuffer>> = OnceLock::new();
+
+/// Logs one request (`RUST_LOG` decides, as for any line: the target is
+/// [`ACCESS_TARGET`], the level INFO). Plain-text batched logs get the line
+/// written straight into the batch; JSON logs and a terminal get a tracing
+/// event with the same fields ([`access_event`]).
+pub fn access(record: &AccessRecord<'_>) {
+    if !tracing::enabled!(target: ACCESS_TARGET, Level::INFO) {
+        return;
+    }
+    match DIRECT_ACCESS.get() {
+        Some(batch) => with_access_line(record, |line| batch.append(line.as_bytes())),
+        None => access_event(record),
+    }
+}
+
+/// The access line as a tracing event.
+pub fn access_event(record: &AccessRecord<'_>) {
+    tracing::info!(
+        target: ACCESS_TARGET,
+        peer = %record.conn.remote_label,
+        client_cn = ?Quoted(record.conn.peer.log_name()),
+        client_cert = %record.conn.peer.log_state(),
+        method = %record.method,
+        path = ?Quoted(record.path),
+        version = ?record.version,
+        status = record.status,
+        duration_us = record.duration_us(),
+        "request"
+    );
+}
 
 /// How long an access-log line may wait in the buffer.
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);

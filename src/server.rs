@@ -28,6 +28,7 @@ use crate::hsts;
 use crate::http::Body;
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
+use crate::logging::{self, AccessRecord};
 use crate::metrics::{Metrics, Route, route_label};
 use crate::parking::{self, ParkState, RequestBody, TrackedBody};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
@@ -646,18 +647,14 @@ impl Shared {
             route_label(uri.path(), proxied),
             elapsed.as_secs_f64(),
         );
-        info!(
-            target: crate::logging::ACCESS_TARGET,
-            peer = %conn.remote_label,
-            client_cn = ?conn.peer.log_name(),
-            client_cert = %conn.peer.log_state(),
-            method = %method,
-            path = ?uri.path(),
-            version = ?version,
-            status = response.status().as_u16(),
-            duration_us = elapsed.as_micros() as u64,
-            "request"
-        );
+        logging::access(&AccessRecord {
+            conn,
+            method: &method,
+            path: uri.path(),
+            version,
+            status: response.status().as_u16(),
+            duration: elapsed,
+        });
         response
     }
 }

@@ -548,3 +548,31 @@ async fn batched_access_lines_arrive_in_order_and_at_exit() {
         log.join("\n")
     );
 }
+
+#[tokio::test]
+async fn rust_log_turns_the_access_log_off_and_keeps_the_rest() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "");
+    let mut command = mtls_command(root.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info,mtls::access=off");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("listening on");
+    let options = ClientOptions::new(&pki);
+    for path in ["/", "/nowhere"] {
+        common::get(server.addr, &options, path).await.unwrap();
+    }
+    let (status, log) = server.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{}", log.join("\n"));
+    assert!(
+        log.iter().any(|line| line.contains("received SIGTERM")),
+        "other lines are still logged:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        !log.iter().any(|line| line.contains("mtls::access")),
+        "an access line despite mtls::access=off:\n{}",
+        log.join("\n")
+    );
+}
