@@ -100,6 +100,22 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// A TLS 1.3 connection from `remote_addr`, for unit tests.
+    #[cfg(test)]
+    pub fn for_tests(remote_addr: SocketAddr, peer: PeerIdentity) -> Self {
+        ConnectionInfo {
+            remote_addr,
+            remote_label: remote_addr.to_string().into(),
+            tls: TlsFacts {
+                version: "TLSv1.3".to_owned(),
+                cipher_suite: "TLS13_AES_128_GCM_SHA256".to_owned(),
+                alpn: None,
+                sni: None,
+            },
+            peer,
+        }
+    }
+
     /// Reads the facts from a connection whose handshake has completed.
     ///
     /// A presented chain becomes an identity only once verified: by the

@@ -39,32 +39,34 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
-            Ok(mut buffers) => {
-                let Buffers { second, line } = &mut *buffers;
-                line.clear();
-                let written =
-                    format_line(line, second, now, event).and_then(|()| writer.write_str(line));
-                // An unusually long line (a huge path, say) is not kept.
-                if line.capacity() > KEPT_LINE_CAPACITY {
-                    *line = String::new();
-                }
-                written
-            }
-            // Only if formatting a value formatted another line on this
-            // thread (tracing itself does not dispatch events while one is
-            // being dispatched); tracing-subscriber's buffer falls back the
-            // same way.
-            Err(_) => {
-                let mut line = String::new();
-                format_line(&mut line, &mut Second::new(), now, event)?;
-                writer.write_str(&line)
-            }
+        with_line(|line, second, now| {
+            format_line(line, second, now, event)?;
+            writer.write_str(line)
         })
     }
+}
+
+/// Runs `format` on this thread's line buffer, emptied, with the time now.
+fn with_line<R>(format: impl FnOnce(&mut String, &mut Second, Duration) -> R) -> R {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let Buffers { second, line } = &mut *buffers;
+            line.clear();
+            let result = format(line, second, now);
+            // An unusually long line (a huge path, say) is not kept.
+            if line.capacity() > KEPT_LINE_CAPACITY {
+                *line = String::new();
+            }
+            result
+        }
+        // Only if formatting a value formatted another line on this thread
+        // (tracing itself does not dispatch events while one is being
+        // dispatched); tracing-subscriber's buffer falls back the same way.
+        Err(_) => format(&mut String::new(), &mut Second::new(), now),
+    })
 }
 
 /// What each thread keeps from one line to the next.
@@ -226,24 +228,9 @@ fn needs_no_escape(value: &str) -> bool {
 /// field through `core::fmt`, which cost a quarter of mtls's own share of a
 /// keep-alive request (callgrind).
 pub fn with_access_line(record: &AccessRecord<'_>, write: impl FnOnce(&str)) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
-        Ok(mut buffers) => {
-            let Buffers { second, line } = &mut *buffers;
-            line.clear();
-            format_access_line(line, second, now, record);
-            write(line);
-            if line.capacity() > KEPT_LINE_CAPACITY {
-                *line = String::new();
-            }
-        }
-        Err(_) => {
-            let mut line = String::new();
-            format_access_line(&mut line, &mut Second::new(), now, record);
-            write(&line);
-        }
+    with_line(|line, second, now| {
+        format_access_line(line, second, now, record);
+        write(line);
     })
 }
 
@@ -368,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_direct_access_line_reads_like_the_event() {
-        use crate::identity::{ConnectionInfo, PeerIdentity, TlsFacts, VerifiedClient};
+        use crate::identity::{ConnectionInfo, PeerIdentity, VerifiedClient};
         use crate::logging::{AccessRecord, access_event};
         use crate::rejection::{ReasonCode, Rejection};
 
@@ -410,17 +397,7 @@ mod tests {
                 hyper::Version::HTTP_09,
             ),
         ] {
-            let conn = ConnectionInfo {
-                remote_addr,
-                remote_label: remote_addr.to_string().into(),
-                tls: TlsFacts {
-                    version: "TLSv1.3".to_owned(),
-                    cipher_suite: "TLS13_AES_128_GCM_SHA256".to_owned(),
-                    alpn: None,
-                    sni: None,
-                },
-                peer,
-            };
+            let conn = ConnectionInfo::for_tests(remote_addr, peer);
             let record = AccessRecord {
                 conn: &conn,
                 method: &method,

@@ -518,21 +518,9 @@ mod tests {
     use hyper::header::ACCEPT;
 
     use super::*;
-    use crate::identity::TlsFacts;
 
     fn conn() -> ConnectionInfo {
-        let remote_addr = "127.0.0.1:4000".parse().unwrap();
-        ConnectionInfo {
-            remote_addr,
-            remote_label: remote_addr.to_string().into(),
-            tls: TlsFacts {
-                version: "TLSv1.3".to_owned(),
-                cipher_suite: "TLS13_AES_128_GCM_SHA256".to_owned(),
-                alpn: None,
-                sni: None,
-            },
-            peer: PeerIdentity::None,
-        }
+        ConnectionInfo::for_tests("127.0.0.1:4000".parse().unwrap(), PeerIdentity::None)
     }
 
     fn names(response: &Response<Body>) -> Vec<&str> {
