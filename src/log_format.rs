@@ -234,6 +234,7 @@ pub fn with_access_line(record: &AccessRecord<'_>, write: impl FnOnce(&str)) {
     })
 }
 
+/// Keep in step with `logging::access_event` (a unit test compares them).
 fn format_access_line(
     line: &mut String,
     second: &mut Second,

@@ -81,7 +81,14 @@ static DIRECT_ACCESS: OnceLock<Arc<AccessBuffer>> = OnceLock::new();
 /// written straight into the batch; JSON logs and a terminal get a tracing
 /// event with the same fields ([`access_event`]).
 pub fn access(record: &AccessRecord<'_>) {
-    if !tracing::enabled!(target: ACCESS_TARGET, Level::INFO) {
+    // Asked as for the event itself, fields included, so that `RUST_LOG`
+    // directives naming fields (`target[{field}]=level`) decide alike.
+    let enabled = tracing::event_enabled!(
+        target: ACCESS_TARGET,
+        Level::INFO,
+        { message, peer, client_cn, client_cert, method, path, version, status, duration_us }
+    );
+    if !enabled {
         return;
     }
     match DIRECT_ACCESS.get() {
@@ -90,7 +97,8 @@ pub fn access(record: &AccessRecord<'_>) {
     }
 }
 
-/// The access line as a tracing event.
+/// The access line as a tracing event. Keep its fields in step with
+/// `log_format::format_access_line` and the check in [`access`].
 pub fn access_event(record: &AccessRecord<'_>) {
     tracing::info!(
         target: ACCESS_TARGET,

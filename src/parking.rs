@@ -347,8 +347,8 @@ where
         // A copy: `read_buf` may share hyper's whole 8 KiB read buffer,
         // which must not stay allocated for the park.
         unread = Bytes::copy_from_slice(&parts.read_buf);
-        // Dropped here, not at the end of the loop body: that would keep
-        // the buffer (and the service) through the park.
+        // Dropped here: `parts` is only partly moved, so its buffer would
+        // otherwise live to the end of the loop body, through the park.
         drop(parts.read_buf);
         drop(parts.service);
 

@@ -576,3 +576,22 @@ async fn rust_log_turns_the_access_log_off_and_keeps_the_rest() {
         log.join("\n")
     );
 }
+
+/// The plain-text access line is written without a tracing event, so
+/// `RUST_LOG` must decide as it would for the event: a directive on a field
+/// the access line lacks does not apply to it.
+#[tokio::test]
+async fn rust_log_field_directives_apply_to_the_access_line_as_to_its_event() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "");
+    let mut command = mtls_command(root.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info,mtls[{error}]=warn");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("listening on");
+    common::get(server.addr, &ClientOptions::new(&pki), "/")
+        .await
+        .unwrap();
+    server.wait_for("path=\"/\"");
+}
