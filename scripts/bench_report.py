@@ -55,6 +55,25 @@ def crypto_floor(criterion):
     return floor
 
 
+def floor_warnings(floor):
+    """Lines that flag a combined floor median out of line with its parts:
+    on this shared machine that means the benchmark was disturbed."""
+    lines = []
+    for provider, f in floor.items():
+        parts = [f.get(name) for name in ["x25519", "ecdsa_p256_sign", "ecdsa_p256_verify"]]
+        share = f.get("server_share")
+        if share is None or None in parts:
+            continue
+        parts_sum = parts[0] + parts[1] + 2 * parts[2]
+        off = share / parts_sum - 1
+        if abs(off) > 0.10:
+            lines += ["", f"**Check the floor:** {provider}'s combined median ({share:.1f} µs) is "
+                      f"{abs(off):.0%} {'above' if off > 0 else 'below'} the sum of its parts "
+                      f"({parts_sum:.1f} µs): the benchmark was probably disturbed. Re-run it "
+                      f"(`cargo bench -p mtls-bench --bench crypto_floor`) before reading the ratio."]
+    return lines
+
+
 def main():
     out, criterion = Path(sys.argv[1]), Path(sys.argv[2])
     env = os.environ
@@ -227,6 +246,7 @@ def main():
             f"{fmt('{:.1f}', f.get('x25519'))} | {fmt('{:.1f}', f.get('ecdsa_p256_sign'))} | "
             f"{fmt('{:.1f}', f.get('ecdsa_p256_verify'))} | {fmt('{:.1f}', share)} | {fmt('{:.2f}', over)} |"
         )
+    floor_lines += floor_warnings(floor)
 
     quick = env.get("BENCH_QUICK") == "1"
     size = int(env.get("BENCH_FACT_BINARY_BYTES", "0"))
