@@ -1,13 +1,15 @@
 //! Idle HTTP/1.1 connections are parked without hyper's buffers
 //! (src/parking.rs) and still behave as one ordinary keep-alive connection:
-//! the next request, pipelined bytes, request bodies, the header-read
-//! timeout and shutdown all work across a park. Real server, real TLS.
+//! the next request, pipelined bytes, request bodies (one still uploading
+//! after its answer), the header-read timeout and shutdown all work across
+//! a park. Real server, real TLS.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::raw::{connect, read_response, wait_parked};
+use common::raw::{connect, idle_connections, read_response, wait_parked};
 use common::{TestPki, TestServer};
 use mtls::config::ClientAuthMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -248,4 +250,104 @@ async fn a_tls_record_trickled_a_byte_at_a_time_is_still_timed_out() {
         "still open after {:?} with a 700 ms header-read timeout",
         started.elapsed()
     );
+}
+
+/// An upstream that answers a request as soon as its head arrives and only
+/// then reads the body, as an app that refuses or accepts an upload early
+/// does. Reports each request's body length as it finishes.
+async fn early_answering_upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // One request: its head, the early answer, then its body.
+                    let end = loop {
+                        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .map_or(0, |value| value.trim().parse().unwrap());
+                    pending.drain(..end + 4);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    while pending.len() < length {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    pending.drain(..length);
+                    let _ = report.send(length);
+                }
+            });
+        }
+    });
+    (addr, reports)
+}
+
+#[tokio::test]
+async fn an_upload_still_read_after_its_answer_keeps_the_connection() {
+    use mtls::config::UpstreamConfig;
+    use mtls::proxy::identity_headers::{ApacheOptions, HeaderFormat};
+
+    let pki = TestPki::new();
+    let (upstream, mut uploads) = early_answering_upstream().await;
+    let mut config = pki.config(ClientAuthMode::Required);
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.upstream = Some(UpstreamConfig {
+        url: format!("http://{upstream}").parse().unwrap(),
+        timeout: Duration::from_secs(5),
+        formats: HeaderFormat::parse_list("apache").unwrap(),
+        apache: ApacheOptions::default(),
+        ca: None,
+        identity: None,
+        signing_key_file: None,
+        max_body_bytes: 1 << 20,
+    });
+    let server = TestServer::start(config).await;
+    let admin = server.admin.unwrap();
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&[b'x'; 1000]).await.unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+
+    // The answer is out, the upload is not: several grace periods pass with
+    // the connection busy reading it, which is not idle.
+    tokio::time::sleep(mtls::parking::PARK_AFTER * 4).await;
+    assert_eq!(idle_connections(admin).await, 0, "parked mid-upload");
+    for _ in 0..2 {
+        tls.write_all(&[b'x'; 1000]).await.unwrap();
+        tokio::time::sleep(mtls::parking::PARK_AFTER * 2).await;
+    }
+    let uploaded = tokio::time::timeout(Duration::from_secs(5), uploads.recv())
+        .await
+        .expect("the upload reaches the upstream");
+    assert_eq!(uploaded, Some(3000));
+
+    // Still one keep-alive connection: the next request is answered on it.
+    tls.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
 }
