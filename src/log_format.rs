@@ -195,32 +195,6 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// A string logged as `?value` would be (quoted, control characters and
-/// quotes escaped), without `str`'s per-character escaping when there is
-/// nothing to escape: the access line's path and client name, which are
-/// plain ASCII nearly always. Every format (text, JSON) sees the same text.
-pub struct Quoted<'a>(pub &'a str);
-
-impl fmt::Debug for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if needs_no_escape(self.0) {
-            f.write_char('"')?;
-            f.write_str(self.0)?;
-            f.write_char('"')
-        } else {
-            fmt::Debug::fmt(self.0, f)
-        }
-    }
-}
-
-/// Printable ASCII without quote or backslash: what `str`'s `Debug` leaves
-/// as it is.
-fn needs_no_escape(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-}
-
 /// Writes the access line of one request, as [`PlainText`] writes the
 /// tracing event `logging::access_event` emits for it, into this thread's
 /// line buffer and hands it to `write`. The plain-text log calls this for
@@ -263,9 +237,14 @@ fn format_access_line(
     line.push('\n');
 }
 
-/// `value` as `Debug` writes it.
+/// `value` as `Debug` writes it (as tracing records `?value`), without
+/// `str`'s per-character escaping when there is nothing to escape.
 fn push_quoted(line: &mut String, value: &str) {
-    if needs_no_escape(value) {
+    // Printable ASCII without quote or backslash is what `Debug` leaves as is.
+    let plain = value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
         line.push('"');
         line.push_str(value);
         line.push('"');
@@ -340,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn quoted_writes_what_str_debug_writes() {
+    fn push_quoted_writes_what_str_debug_writes() {
         for value in [
             "",
             "/",
@@ -350,7 +329,9 @@ mod tests {
             "CN=x\r\nINFO forged\0\u{7f}",
             "Łódź \u{202e}bidi",
         ] {
-            assert_eq!(format!("{:?}", Quoted(value)), format!("{value:?}"));
+            let mut line = String::new();
+            push_quoted(&mut line, value);
+            assert_eq!(line, format!("{value:?}"));
         }
     }
 

@@ -17,7 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 use crate::identity::ConnectionInfo;
-use crate::log_format::{PlainText, Quoted, with_access_line};
+use crate::log_format::{PlainText, with_access_line};
 
 /// Sets up logging; the returned guard writes out pending access-log lines
 /// when dropped (keep it until the end of `main`).
@@ -103,10 +103,10 @@ pub fn access_event(record: &AccessRecord<'_>) {
     tracing::info!(
         target: ACCESS_TARGET,
         peer = %record.conn.remote_label,
-        client_cn = ?Quoted(record.conn.peer.log_name()),
+        client_cn = ?record.conn.peer.log_name(),
         client_cert = %record.conn.peer.log_state(),
         method = %record.method,
-        path = ?Quoted(record.path),
+        path = ?record.path,
         version = ?record.version,
         status = record.status,
         duration_us = record.duration_us(),
