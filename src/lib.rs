@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod drain;
 pub mod hsts;
 pub mod http;
 pub mod identity;

@@ -18,12 +18,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
+use crate::drain::{Drain, Stop};
 use crate::hsts;
 use crate::http::Body;
 use crate::http::json_response;
@@ -86,8 +87,9 @@ struct Shared {
     http2: http2::Builder<TokioExecutor>,
     /// HTTP/1.1 connections, parked while idle (src/parking.rs).
     http1: http1::Builder,
-    /// How long an idle HTTP/1.1 connection waits for its next request.
-    keep_alive_timeout: Duration,
+    /// How long an HTTP/1.1 connection waits for its next request, and
+    /// for the rest of a request head.
+    http1_timeouts: parking::Timeouts,
     metrics: Arc<Metrics>,
     /// Recent refusals and the clients seen, for the admin endpoint.
     audit: Arc<Audit>,
@@ -120,10 +122,9 @@ impl Server {
 
         let limits = &config.limits;
         let mut http1 = http1::Builder::new();
-        // Without a timer hyper silently skips the header-read timeout.
+        // src/parking.rs enforces the header-read timeout, more cheaply.
         http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(None)
             .max_buf_size(limits.max_header_bytes.max(8192));
         // hyper's default limit of 100 header fields applies (more get 431,
         // tests/hostile.rs). It is not set explicitly: with an explicit
@@ -181,7 +182,10 @@ impl Server {
             deferred_verification: config.client_auth == ClientAuthMode::Optional,
             http1,
             http2,
-            keep_alive_timeout: limits.header_read_timeout,
+            http1_timeouts: parking::Timeouts {
+                idle: limits.header_read_timeout,
+                head: limits.header_read_timeout,
+            },
             metrics,
             audit: Arc::new(Audit::default()),
             upstream,
@@ -235,7 +239,7 @@ impl Server {
             .config
             .watch
             .map(|interval| self.reloader.clone().watch(interval));
-        let drain = Drain::new();
+        let drain = Drain::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -494,9 +498,9 @@ async fn serve_connection(
             stream,
             service,
             park,
-            shared.keep_alive_timeout,
+            shared.http1_timeouts,
             &shared.metrics.idle_connections,
-            stop.requested(),
+            &mut stop,
         )
         .await
         .map_err(Into::into),
@@ -532,41 +536,6 @@ where
         () = stop.requested() => conn.as_mut().graceful_shutdown(),
     }
     conn.await.map_err(Into::into)
-}
-
-/// Graceful shutdown: every connection holds a [`Stop`]; the server
-/// signals them all, then waits until the last one is gone.
-struct Drain(watch::Sender<()>);
-
-impl Drain {
-    fn new() -> Self {
-        Drain(watch::channel(()).0)
-    }
-
-    fn stop_signal(&self) -> Stop {
-        Stop(self.0.subscribe())
-    }
-
-    fn connections(&self) -> usize {
-        self.0.receiver_count()
-    }
-
-    async fn shutdown(&self) {
-        self.0.send_replace(());
-        self.0.closed().await;
-    }
-}
-
-/// Held by a connection; completes when the server begins to shut down.
-struct Stop(watch::Receiver<()>);
-
-impl Stop {
-    /// Borrows: the connection counts as open until the `Stop` is dropped,
-    /// not when the signal arrives.
-    async fn requested(&mut self) {
-        // An error means the server is gone, which is a stop as well.
-        let _ = self.0.changed().await;
-    }
 }
 
 /// Closes a connection whose handshake failed so that the alert rustls

@@ -134,11 +134,11 @@ async fn a_parked_connection_is_closed_after_the_header_read_timeout() {
 #[tokio::test]
 async fn a_slow_head_after_a_park_still_times_out() {
     let pki = TestPki::new();
-    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(800)).await;
+    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(1000)).await;
 
-    // A head that never ends, one byte per 250 ms, pauses long enough to
-    // park: the park may restart hyper's header-read timeout once, not on
-    // every pause, so the head is cut off in about twice the timeout.
+    // A head that never ends, one byte per 250 ms, on a parked connection:
+    // pauses longer than the grace period, yet the header-read timeout runs
+    // from the head's first bytes and cuts it off.
     let started = Instant::now();
     tls.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     let mut answer = Vec::new();
@@ -155,11 +155,34 @@ async fn a_slow_head_after_a_park_still_times_out() {
             Err(_) => continue,
         }
     }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
+    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
+}
+
+#[tokio::test]
+async fn a_pipelined_head_that_never_ends_is_cut_off() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_millis(1000)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    // A whole request and the start of a second one in one write, then
+    // silence: the cut head waits in hyper's buffer across a park.
+    let started = Instant::now();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
+    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
 }
 
 #[tokio::test]
@@ -171,6 +194,28 @@ async fn shutdown_closes_a_parked_connection_at_once() {
     tokio::time::timeout(Duration::from_secs(5), server.stop())
         .await
         .expect("shutdown waited for a parked connection");
+    assert!(closed_within(&mut tls, Duration::from_secs(1)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_connection_hyper_still_holds_at_once() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_secs(30)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    // Unparkable (`Upgrade`), so only the stop signal can end it early.
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("shutdown waited for an idle connection");
     assert!(closed_within(&mut tls, Duration::from_secs(1)).await);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -223,6 +268,27 @@ async fn a_request_with_an_upgrade_header_keeps_its_connection() {
         .unwrap();
     let (status, _) = read_response(&mut tls, &mut pending).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_park_still_closes_when_idle() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_millis(1000)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    // `Upgrade` keeps hyper from ever being asked to close (it would hand
+    // the stream to the upgrade), so the connection waits unparked.
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let idle_from = Instant::now();
+    assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
+    let idle = idle_from.elapsed();
+    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+    assert!(idle < Duration::from_millis(1800), "closed after {idle:?}");
+    assert_eq!(idle_connections(server.admin.unwrap()).await, 0);
 }
 
 #[tokio::test]
