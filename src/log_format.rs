@@ -229,12 +229,28 @@ fn format_access_line(
     line.push_str(" path=");
     push_quoted(line, record.path);
     line.push_str(" version=");
-    let _ = write!(line, "{:?}", record.version);
+    push_version(line, record.version);
     line.push_str(" status=");
     line.push_str(itoa::Buffer::new().format(record.status));
     line.push_str(" duration_us=");
     line.push_str(itoa::Buffer::new().format(record.duration_us()));
     line.push('\n');
+}
+
+/// `version` as `Debug` writes it, without the formatting machinery.
+fn push_version(line: &mut String, version: hyper::Version) {
+    let text = match version {
+        hyper::Version::HTTP_09 => "HTTP/0.9",
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        hyper::Version::HTTP_11 => "HTTP/1.1",
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        hyper::Version::HTTP_3 => "HTTP/3.0",
+        other => {
+            let _ = write!(line, "{other:?}");
+            return;
+        }
+    };
+    line.push_str(text);
 }
 
 /// `value` as `Debug` writes it (as tracing records `?value`), without
@@ -377,6 +393,12 @@ mod tests {
                 hyper::Method::OPTIONS,
                 "*",
                 hyper::Version::HTTP_09,
+            ),
+            (
+                PeerIdentity::None,
+                hyper::Method::GET,
+                "/",
+                hyper::Version::HTTP_3,
             ),
         ] {
             let conn = ConnectionInfo::for_tests(remote_addr, peer);
