@@ -80,6 +80,8 @@ pub struct Metrics {
     registry: Registry,
     refusals: Family<RefusalLabels, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
+    /// `handshakes{result="ok"}`, taken once, as `request_counters` are.
+    handshakes_ok: OnceLock<Counter>,
     requests: Family<RequestLabels, Counter>,
     /// The `requests` counters by status class and route, each taken from
     /// the family on its first use: the family's lookup hashes the labels
@@ -169,6 +171,7 @@ impl Default for Metrics {
             registry,
             refusals,
             handshakes,
+            handshakes_ok: OnceLock::new(),
             requests,
             request_counters: Default::default(),
             active_connections,
@@ -207,6 +210,16 @@ impl Metrics {
     pub fn handshake(&self, result: &'static str) {
         self.handshakes
             .get_or_create(&HandshakeLabels { result })
+            .inc();
+    }
+
+    /// `handshake("ok")`, for every connection: without the family's lookup.
+    pub fn handshake_ok(&self) {
+        self.handshakes_ok
+            .get_or_init(|| {
+                self.handshakes
+                    .get_or_create_owned(&HandshakeLabels { result: "ok" })
+            })
             .inc();
     }
 

@@ -459,7 +459,7 @@ async fn serve_connection(
     {
         shared.audit.seen(details);
     }
-    shared.metrics.handshake("ok");
+    shared.metrics.handshake_ok();
     shared.metrics.active_connections.inc();
     // HTTP/1.1 unless the client asked for h2: over TLS, h2 needs ALPN
     // (RFC 9113, section 3.2).

@@ -408,8 +408,8 @@ fn chain_details(client: &VerifiedClient) -> Vec<CertDetails> {
 
 fn tls_section(page: &mut Page, tls: &TlsFacts) {
     page.heading("TLS").table(&[
-        ("Version", tls.version.as_str()),
-        ("Cipher suite", tls.cipher_suite.as_str()),
+        ("Version", tls.version),
+        ("Cipher suite", tls.cipher_suite),
         ("ALPN", tls.alpn.as_deref().unwrap_or("-")),
         ("SNI", tls.sni.as_deref().unwrap_or("-")),
     ]);
