@@ -605,7 +605,10 @@ impl Shared {
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
                     proxied = true;
-                    upstream.forward(req, conn).await
+                    // Boxed: inline, the upstream exchange's state would
+                    // make every request's future larger, and hyper moves
+                    // that future (memcpy) on every request, proxied or not.
+                    Box::pin(upstream.forward(req, conn)).await
                 }
                 None => boxed(routes.route(&req, conn, &admission)),
             },
