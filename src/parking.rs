@@ -23,10 +23,12 @@
 //! without plaintext) do not move a parked connection's idle deadline.
 //!
 //! The driver, not hyper, enforces the header-read timeout: a request head
-//! must be complete within it from its first bytes, parks included. hyper's
-//! own timer costs an allocation and a timer-wheel entry on every request
-//! (callgrind: 1.7k instructions of 20.7k per keep-alive request); this one
-//! is armed only when a head arrives in pieces.
+//! must be complete within it from its first bytes, parks included, and a
+//! connection that cannot park (it saw `Upgrade`) is closed after that long
+//! idle. hyper's own timer costs an allocation and a timer-wheel entry on
+//! every request (callgrind: 1.5k of 20.7k instructions per keep-alive
+//! request); this one is armed only when a head arrives in pieces or an
+//! unparkable connection waits.
 //!
 //! The client sees one ordinary keep-alive connection. The grace period
 //! keeps busy connections from paying for a new hyper connection on every
