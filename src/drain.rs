@@ -45,6 +45,14 @@ impl Drain {
     }
 }
 
+impl Drop for Drain {
+    /// A server gone without `shutdown` is a stop as well (see
+    /// [`Stop::requested`]); the flag lets [`StopGate`] see it.
+    fn drop(&mut self) {
+        self.requested.store(true, Ordering::Release);
+    }
+}
+
 /// Held by a connection; the connection counts as open until it is dropped.
 pub struct Stop {
     signal: watch::Receiver<()>,

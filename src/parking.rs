@@ -23,9 +23,11 @@
 //! without plaintext) do not move a parked connection's idle deadline.
 //!
 //! The driver, not hyper, enforces the header-read timeout: a request head
-//! must be complete within it from its first bytes, parks included, and a
-//! connection that cannot park (it saw `Upgrade`) is closed after that long
-//! idle. hyper's own timer costs an allocation and a timer-wheel entry on
+//! must be complete within it from when the driver first sees it waiting
+//! (its first bytes; for a head pipelined behind another request, the end
+//! of that exchange or the park after it), parks included. A connection
+//! that cannot park (it saw `Upgrade`, or its client does not read) is
+//! closed after that long idle. hyper's own timer costs an allocation and a timer-wheel entry on
 //! every request (callgrind: 1.5k of 20.7k instructions per keep-alive
 //! request); this one is armed only when a head arrives in pieces or an
 //! unparkable connection waits.
@@ -90,6 +92,8 @@ pub struct ParkState {
     head_started: AtomicBool,
     /// Reads that returned request bytes: a new value means new activity.
     reads: AtomicU32,
+    /// Writes that took bytes: a new value means the client reads.
+    writes: AtomicU32,
     /// The driver is parking: the IO's shutdown must not end the TLS stream.
     parking: AtomicBool,
 }
@@ -123,17 +127,24 @@ impl ParkState {
         self.unflushed.store(true, Relaxed);
     }
 
-    /// hyper waits for the client: no exchange in flight, all written.
+    fn wrote_bytes(&self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.writes
+                .store(self.writes.load(Relaxed).wrapping_add(1), Relaxed);
+        }
+    }
+
+    /// hyper waits for the client (to send, or to read what is unflushed)
+    /// with no exchange in flight.
     fn waiting(&self) -> bool {
-        self.read_blocked.load(Relaxed)
-            && self.in_flight.load(Relaxed) == 0
-            && !self.unflushed.load(Relaxed)
+        self.read_blocked.load(Relaxed) && self.in_flight.load(Relaxed) == 0
     }
 
     /// A waiting hyper connection that may be closed and parked.
     fn parkable(&self) -> bool {
         (self.dispatched.load(Relaxed) || !self.got_any.load(Relaxed))
             && !self.upgrade_seen.load(Relaxed)
+            && !self.unflushed.load(Relaxed)
     }
 }
 
@@ -237,7 +248,9 @@ impl AsyncWrite for ParkingIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.state.wrote();
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.state.wrote_bytes(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -246,7 +259,9 @@ impl AsyncWrite for ParkingIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.state.wrote();
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.state.wrote_bytes(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -309,6 +324,11 @@ where
     // a connection that cannot park waits for its next request; a head's
     // deadline is kept across parks.
     let mut wait_deadline: Option<Instant> = None;
+    // Whether `wait_deadline` is a head's (else an idle connection's), and
+    // the `writes` count when it was armed: a client that reads what is
+    // left of an answer gets its idle timeout anew.
+    let mut deadline_is_head = false;
+    let mut armed_writes = 0u32;
     let mut wait_timer = std::pin::pin!(tokio::time::sleep(timeouts.head));
     let mut timed_out = false;
     let mut unread = Bytes::new();
@@ -353,10 +373,17 @@ where
             let stuck = waiting && !parkable;
             if !head && !stuck {
                 wait_deadline = None;
-            } else if wait_deadline.is_none() {
+            } else if wait_deadline.is_none()
+                // A head gets its whole timeout, even when it starts late
+                // in an idle wait.
+                || (head && !deadline_is_head)
+                || (!head && state.writes.load(Relaxed) != armed_writes)
+            {
                 let limit = if head { timeouts.head } else { timeouts.idle };
                 let deadline = Instant::now() + limit;
                 wait_deadline = Some(deadline);
+                deadline_is_head = head;
+                armed_writes = state.writes.load(Relaxed);
                 wait_timer.as_mut().reset(deadline);
             }
             if wait_deadline.is_some() && wait_timer.as_mut().poll(cx).is_ready() {

@@ -284,11 +284,51 @@ async fn a_connection_that_cannot_park_still_closes_when_idle() {
     let (status, _) = read_response(&mut tls, &mut pending).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     let idle_from = Instant::now();
+    // Open and not parked after several grace periods...
+    assert!(!closed_within(&mut tls, Duration::from_millis(300)).await);
+    assert_eq!(idle_connections(server.admin.unwrap()).await, 0);
+    // ...and closed after the timeout.
     assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
     let idle = idle_from.elapsed();
     assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
     assert!(idle < Duration::from_millis(1800), "closed after {idle:?}");
-    assert_eq!(idle_connections(server.admin.unwrap()).await, 0);
+}
+
+#[tokio::test]
+async fn a_head_trickled_right_after_an_answer_is_cut_off() {
+    let pki = TestPki::new();
+    let server = server(&pki, Duration::from_millis(1000)).await;
+    let mut tls = connect(&server, &pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // The next head at once, a byte per 20 ms: faster than the grace
+    // period, so the connection never goes idle; only the head's own
+    // deadline can end it.
+    let started = Instant::now();
+    tls.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await.unwrap();
+    loop {
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "a trickled head was not cut off"
+        );
+        if tls.write_all(b"a").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(20), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) => continue,
+        }
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
+    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
 }
 
 #[tokio::test]
