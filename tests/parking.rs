@@ -24,22 +24,45 @@ async fn server(pki: &TestPki, header_read_timeout: Duration) -> TestServer {
     TestServer::start(config).await
 }
 
+/// A server, and a connection whose `request` (`GET /`, maybe with more
+/// headers or bytes after it) was answered with the welcome.
+async fn answered_connection(
+    pki: &TestPki,
+    header_read_timeout: Duration,
+    request: &[u8],
+) -> (TestServer, TlsStream<TcpStream>, Vec<u8>) {
+    let server = server(pki, header_read_timeout).await;
+    let mut tls = connect(&server, pki).await;
+    let mut pending = Vec::new();
+    tls.write_all(request).await.unwrap();
+    let (status, body) = read_response(&mut tls, &mut pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("Welcome to the mTLS Flask App!"), "{body}");
+    (server, tls, pending)
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+/// An ordinary request that happens to carry `Upgrade`: answered 200, but
+/// hyper keeps a pending upgrade for it, so the connection is never parked.
+const GET_WITH_UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+
 /// A server, and a connection answered once (`GET /`) and now parked.
 async fn parked_connection(
     pki: &TestPki,
     header_read_timeout: Duration,
 ) -> (TestServer, TlsStream<TcpStream>, Vec<u8>) {
-    let server = server(pki, header_read_timeout).await;
-    let mut tls = connect(&server, pki).await;
-    let mut pending = Vec::new();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, body) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains("Welcome to the mTLS Flask App!"), "{body}");
-    wait_parked(server.admin.unwrap(), 1).await;
-    (server, tls, pending)
+    let answered = answered_connection(pki, header_read_timeout, GET).await;
+    wait_parked(answered.0.admin.unwrap(), 1).await;
+    answered
+}
+
+/// The header-read timeout of the tests that time it.
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+/// `took` is [`ONE_SECOND`], give or take scheduling.
+fn assert_about_one_second(took: Duration) {
+    assert!(took >= Duration::from_millis(900), "after {took:?}");
+    assert!(took < Duration::from_millis(1800), "after {took:?}");
 }
 
 /// Whether the server closed the connection within `within`.
@@ -134,7 +157,7 @@ async fn a_parked_connection_is_closed_after_the_header_read_timeout() {
 #[tokio::test]
 async fn a_slow_head_after_a_park_still_times_out() {
     let pki = TestPki::new();
-    let (_server, mut tls, _) = parked_connection(&pki, Duration::from_millis(1000)).await;
+    let (_server, mut tls, _) = parked_connection(&pki, ONE_SECOND).await;
 
     // A head that never ends, one byte per 250 ms, on a parked connection:
     // pauses longer than the grace period, yet the header-read timeout runs
@@ -155,9 +178,7 @@ async fn a_slow_head_after_a_park_still_times_out() {
             Err(_) => continue,
         }
     }
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
-    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
+    assert_about_one_second(started.elapsed());
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
@@ -168,21 +189,13 @@ async fn a_slow_head_after_a_park_still_times_out() {
 #[tokio::test]
 async fn a_pipelined_head_that_never_ends_is_cut_off() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_millis(1000)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
     // A whole request and the start of a second one in one write, then
     // silence: the cut head waits in hyper's buffer across a park.
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHo";
+    let (_server, mut tls, _) = answered_connection(&pki, ONE_SECOND, request).await;
     let started = Instant::now();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHo")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
-    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
+    assert_about_one_second(started.elapsed());
 }
 
 #[tokio::test]
@@ -201,15 +214,9 @@ async fn shutdown_closes_a_parked_connection_at_once() {
 #[tokio::test]
 async fn shutdown_closes_a_connection_hyper_still_holds_at_once() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_secs(30)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    // Unparkable (`Upgrade`), so only the stop signal can end it early.
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Unparkable, so only the stop signal can end it early.
+    let (server, mut tls, _) =
+        answered_connection(&pki, Duration::from_secs(30), GET_WITH_UPGRADE).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = Instant::now();
@@ -247,16 +254,9 @@ async fn a_head_sent_in_pieces_keeps_the_connection_alive() {
 #[tokio::test]
 async fn a_request_with_an_upgrade_header_keeps_its_connection() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_secs(30)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    // An ordinary request that happens to carry `Upgrade` (refused or
-    // ignored: answered with a non-101 status, keep-alive).
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Refused or ignored `Upgrade`: a non-101 answer, and keep-alive.
+    let (_server, mut tls, mut pending) =
+        answered_connection(&pki, Duration::from_secs(30), GET_WITH_UPGRADE).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let closed = closed_within(&mut tls, Duration::from_millis(10)).await;
     assert!(
@@ -273,38 +273,20 @@ async fn a_request_with_an_upgrade_header_keeps_its_connection() {
 #[tokio::test]
 async fn a_connection_that_cannot_park_still_closes_when_idle() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_millis(1000)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    // `Upgrade` keeps hyper from ever being asked to close (it would hand
-    // the stream to the upgrade), so the connection waits unparked.
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (server, mut tls, _) = answered_connection(&pki, ONE_SECOND, GET_WITH_UPGRADE).await;
     let idle_from = Instant::now();
     // Open and not parked after several grace periods...
     assert!(!closed_within(&mut tls, Duration::from_millis(300)).await);
     assert_eq!(idle_connections(server.admin.unwrap()).await, 0);
     // ...and closed after the timeout.
     assert!(closed_within(&mut tls, Duration::from_secs(5)).await);
-    let idle = idle_from.elapsed();
-    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
-    assert!(idle < Duration::from_millis(1800), "closed after {idle:?}");
+    assert_about_one_second(idle_from.elapsed());
 }
 
 #[tokio::test]
 async fn a_head_trickled_right_after_an_answer_is_cut_off() {
     let pki = TestPki::new();
-    let server = server(&pki, Duration::from_millis(1000)).await;
-    let mut tls = connect(&server, &pki).await;
-    let mut pending = Vec::new();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (_server, mut tls, _) = answered_connection(&pki, ONE_SECOND, GET).await;
     // The next head at once, a byte per 20 ms: faster than the grace
     // period, so the connection never goes idle; only the head's own
     // deadline can end it.
@@ -326,9 +308,7 @@ async fn a_head_trickled_right_after_an_answer_is_cut_off() {
             Err(_) => continue,
         }
     }
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
-    assert!(took < Duration::from_millis(1800), "cut off after {took:?}");
+    assert_about_one_second(started.elapsed());
 }
 
 #[tokio::test]
