@@ -27,10 +27,10 @@
 //! (its first bytes; for a head pipelined behind another request, the end
 //! of that exchange or the park after it), parks included. A connection
 //! that cannot park (it saw `Upgrade`, or its client does not read) is
-//! closed after that long idle. hyper's own timer costs an allocation and a timer-wheel entry on
-//! every request (callgrind: 1.5k of 20.7k instructions per keep-alive
-//! request); this one is armed only when a head arrives in pieces or an
-//! unparkable connection waits.
+//! closed after that long idle. hyper's own timer costs an allocation and
+//! a timer-wheel entry on every request (callgrind: 1.5k of 20.7k
+//! instructions per keep-alive request); this one is armed only when a
+//! head arrives in pieces or an unparkable connection waits.
 //!
 //! The client sees one ordinary keep-alive connection. The grace period
 //! keeps busy connections from paying for a new hyper connection on every
