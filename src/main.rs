@@ -11,11 +11,6 @@ use mtls::logging;
 
 mod commands;
 
-/// mimalloc instead of glibc's malloc: fewer instructions per allocation
-/// on the request path, and no per-free trimming (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for bad usage or configuration.
 const EXIT_CONFIG: u8 = 2;
 
