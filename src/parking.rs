@@ -123,11 +123,10 @@ impl ParkState {
             .store(self.reads.load(Relaxed).wrapping_add(1), Relaxed);
     }
 
-    fn wrote(&self) {
+    /// After a write of hyper's: unflushed until the next flush, and
+    /// progress if the stream took bytes.
+    fn wrote(&self, written: &Poll<io::Result<usize>>) {
         self.unflushed.store(true, Relaxed);
-    }
-
-    fn wrote_bytes(&self, written: &Poll<io::Result<usize>>) {
         if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
             self.writes
                 .store(self.writes.load(Relaxed).wrapping_add(1), Relaxed);
@@ -247,9 +246,8 @@ impl AsyncWrite for ParkingIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.state.wrote();
         let written = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.state.wrote_bytes(&written);
+        self.state.wrote(&written);
         written
     }
 
@@ -258,9 +256,8 @@ impl AsyncWrite for ParkingIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.state.wrote();
         let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.state.wrote_bytes(&written);
+        self.state.wrote(&written);
         written
     }
 
@@ -290,6 +287,14 @@ pub struct Timeouts {
     pub idle: Duration,
     /// From the first bytes of a request head to its end.
     pub head: Duration,
+}
+
+/// What the driver's wait deadline was armed for.
+struct WaitArmed {
+    /// A request head (else a connection that waits idle and cannot park).
+    head: bool,
+    /// `ParkState::writes` when it was armed.
+    writes: u32,
 }
 
 /// Serves HTTP/1.1 on `stream` until the client closes, an error, a
@@ -323,13 +328,8 @@ where
     // head. Armed (a clock read) only when a head arrives in pieces, or when
     // a connection that cannot park waits for its next request; a head's
     // deadline is kept across parks.
-    let mut wait_deadline: Option<Instant> = None;
-    // Whether `wait_deadline` is a head's (else an idle connection's), and
-    // the `writes` count when it was armed: a client that reads what is
-    // left of an answer gets its idle timeout anew.
-    let mut deadline_is_head = false;
-    let mut armed_writes = 0u32;
     let mut wait_timer = std::pin::pin!(tokio::time::sleep(timeouts.head));
+    let mut wait: Option<WaitArmed> = None;
     let mut timed_out = false;
     let mut unread = Bytes::new();
     // When a parked connection is closed. It moves only when a request's
@@ -371,22 +371,22 @@ where
             let parkable = waiting && state.parkable();
             let head = state.head_started.load(Relaxed);
             let stuck = waiting && !parkable;
+            let writes = state.writes.load(Relaxed);
             if !head && !stuck {
-                wait_deadline = None;
-            } else if wait_deadline.is_none()
+                wait = None;
+            } else if match &wait {
+                None => true,
                 // A head gets its whole timeout, even when it starts late
                 // in an idle wait.
-                || (head && !deadline_is_head)
-                || (!head && state.writes.load(Relaxed) != armed_writes)
-            {
+                Some(armed) if head => !armed.head,
+                // A client that reads what is left of an answer waits anew.
+                Some(armed) => armed.writes != writes,
+            } {
                 let limit = if head { timeouts.head } else { timeouts.idle };
-                let deadline = Instant::now() + limit;
-                wait_deadline = Some(deadline);
-                deadline_is_head = head;
-                armed_writes = state.writes.load(Relaxed);
-                wait_timer.as_mut().reset(deadline);
+                wait_timer.as_mut().reset(Instant::now() + limit);
+                wait = Some(WaitArmed { head, writes });
             }
-            if wait_deadline.is_some() && wait_timer.as_mut().poll(cx).is_ready() {
+            if wait.is_some() && wait_timer.as_mut().poll(cx).is_ready() {
                 timed_out = true;
                 return Poll::Ready(Ok(()));
             }
@@ -425,7 +425,12 @@ where
         .await?;
         if timed_out {
             // As nginx does: no answer, the connection is closed.
-            debug!("no complete request head within the header-read timeout: connection closed");
+            match wait {
+                Some(WaitArmed { head: true, .. }) => debug!(
+                    "no complete request head within the header-read timeout: connection closed"
+                ),
+                _ => debug!("idle for the header-read timeout: connection closed"),
+            }
             return Ok(());
         }
         if !state.parking.load(Relaxed) {
@@ -451,7 +456,7 @@ where
             // plaintext and the socket's readiness is what to wait for. No
             // head is arriving either: hyper would have held its start.
             state.head_started.store(false, Relaxed);
-            wait_deadline = None;
+            wait = None;
             trace!("idle: hyper's buffers released");
             parked.inc();
             timer
