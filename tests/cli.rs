@@ -549,16 +549,23 @@ async fn batched_access_lines_arrive_in_order_and_at_exit() {
     );
 }
 
-#[tokio::test]
-async fn rust_log_turns_the_access_log_off_and_keeps_the_rest() {
-    let pki = TestPki::new();
-    let root = seed_layout(&pki, "");
+/// `mtls serve` on the seed layout with `RUST_LOG` set, listening; the
+/// layout's directory lives as long as the returned guard.
+fn serve_with_rust_log(pki: &TestPki, rust_log: &str) -> (ServeProcess, tempfile::TempDir) {
+    let root = seed_layout(pki, "");
     let mut command = mtls_command(root.path());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info,mtls::access=off");
+        .env("RUST_LOG", rust_log);
     let mut server = ServeProcess::start(command);
     server.wait_for("listening on");
+    (server, root)
+}
+
+#[tokio::test]
+async fn rust_log_turns_the_access_log_off_and_keeps_the_rest() {
+    let pki = TestPki::new();
+    let (server, _root) = serve_with_rust_log(&pki, "info,mtls::access=off");
     let options = ClientOptions::new(&pki);
     for path in ["/", "/nowhere"] {
         common::get(server.addr, &options, path).await.unwrap();
@@ -583,13 +590,7 @@ async fn rust_log_turns_the_access_log_off_and_keeps_the_rest() {
 #[tokio::test]
 async fn rust_log_field_directives_apply_to_the_access_line_as_to_its_event() {
     let pki = TestPki::new();
-    let root = seed_layout(&pki, "");
-    let mut command = mtls_command(root.path());
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info,mtls[{error}]=warn");
-    let mut server = ServeProcess::start(command);
-    server.wait_for("listening on");
+    let (mut server, _root) = serve_with_rust_log(&pki, "info,mtls[{error}]=warn");
     common::get(server.addr, &ClientOptions::new(&pki), "/")
         .await
         .unwrap();
