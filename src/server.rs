@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,7 +95,7 @@ struct Shared {
     /// Recent refusals and the clients seen, for the admin endpoint.
     audit: Arc<Audit>,
     /// When set, admitted requests go to the app instead of `routes`.
-    upstream: Option<Upstream>,
+    upstream: Option<Arc<Upstream>>,
     /// When set, trusted proxies may forward the client certificate.
     forwarded_trust: Option<ForwardedTrust>,
     /// When set, every connection starts with a PROXY protocol header from
@@ -152,7 +153,7 @@ impl Server {
             }
         }
         let upstream = match &config.upstream {
-            Some(upstream) => Some(Upstream::new(
+            Some(upstream) => Some(Arc::new(Upstream::new(
                 metrics.clone(),
                 UpstreamSettings {
                     url: upstream.url.clone(),
@@ -169,7 +170,7 @@ impl Server {
                         None => None,
                     },
                 },
-            )?),
+            )?)),
             None => None,
         };
         let reloader = Arc::new(Reloader::new(
@@ -480,15 +481,12 @@ async fn serve_connection(
             None => (None, None),
         };
         let req = req.map(|body| TrackedBody::new(body, reading));
-        let shared = service_shared.clone();
-        let conn_info = conn_info.clone();
-        let material = material.clone();
+        let answer = service_shared.respond(req, &conn_info, &material);
         async move {
-            let mut response = shared.respond(req, &conn_info, &material).await;
-            // Every HTTPS answer, refusals and proxied ones included.
-            if let Some(hsts) = &shared.hsts {
-                hsts::apply(response.headers_mut(), hsts);
-            }
+            let response = match answer {
+                Answer::Ready(response) => response,
+                Answer::Upstream(exchange) => exchange.await,
+            };
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, answering)))
         }
     });
@@ -562,26 +560,43 @@ async fn linger_close(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
+/// A request's answer as decided when hyper hands the request over.
+enum Answer {
+    /// Finished: a built-in route, a refusal, a bad forwarded header.
+    Ready(Response<ProxyBody>),
+    /// The upstream exchange, still to run.
+    Upstream(Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>),
+}
+
+/// A request as its access line and its metrics see it.
+struct Seen<'a> {
+    started: Instant,
+    method: &'a Method,
+    path: &'a str,
+    version: Version,
+}
+
 impl Shared {
-    /// Answers one request (admission, then the upstream or the built-in
-    /// routes) and writes its access-log line.
-    async fn respond(
-        &self,
+    /// Answers one request: admission, then the built-in routes or the
+    /// upstream.
+    ///
+    /// Everything but the upstream exchange runs here, when hyper hands the
+    /// request over, not in the future hyper polls later: in between, hyper
+    /// reads once more (to notice a client hanging up), and a request still
+    /// alive then pins hyper's read buffer with its head, so that read would
+    /// take a new 8 KiB buffer for every request.
+    fn respond(
+        self: &Arc<Self>,
         mut req: Request<RequestBody>,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         material: &Material,
-    ) -> Response<ProxyBody> {
+    ) -> Answer {
         let routes = &material.routes;
         let started = Instant::now();
-        let method = req.method().clone();
-        // Kept for the log after the request went upstream; a clone shares
-        // the request's bytes instead of copying the path.
-        let uri = req.uri().clone();
-        let version = req.version();
         let forwarded_conn;
         let conn = match self.forwarded_identity(&mut req, conn, material) {
             Ok(Some(forwarded)) => {
-                forwarded_conn = forwarded;
+                forwarded_conn = Arc::new(forwarded);
                 &forwarded_conn
             }
             Ok(None) => conn,
@@ -589,13 +604,12 @@ impl Shared {
                 warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
                 self.metrics
                     .request(400, Route::OTHER, started.elapsed().as_secs_f64());
-                return boxed(json_response(
+                return Answer::Ready(self.with_hsts(boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
-                ));
+                ))));
             }
         };
-        let mut proxied = false;
         let response = match routes.admit_request(&req, conn) {
             Err(rejection) => {
                 self.audit
@@ -604,29 +618,83 @@ impl Shared {
             }
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
-                    proxied = true;
-                    // Boxed: inline, the upstream exchange's state would
-                    // make every request's future larger, and hyper moves
-                    // that future (memcpy) on every request, proxied or not.
-                    Box::pin(upstream.forward(req, conn)).await
+                    return Answer::Upstream(Box::pin(Self::forward(
+                        Arc::clone(self),
+                        Arc::clone(upstream),
+                        req,
+                        Arc::clone(conn),
+                        started,
+                    )));
                 }
                 None => boxed(routes.route(&req, conn, &admission)),
             },
         };
-        let elapsed = started.elapsed();
+        let seen = Seen {
+            started,
+            method: req.method(),
+            path: req.uri().path(),
+            version: req.version(),
+        };
+        // No `with_hsts`: the built-in answers and refusals carry HSTS from
+        // the header maps they start from (`http::AnswerHeaders`).
+        Answer::Ready(self.finish(&seen, conn, response, false))
+    }
+
+    /// The upstream exchange of an admitted request.
+    async fn forward(
+        self: Arc<Self>,
+        upstream: Arc<Upstream>,
+        req: Request<RequestBody>,
+        conn: Arc<ConnectionInfo>,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        // Kept for the log after the request went upstream; a clone shares
+        // the request's bytes instead of copying the path.
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let version = req.version();
+        let response = upstream.forward(req, &conn).await;
+        let seen = Seen {
+            started,
+            method: &method,
+            path: uri.path(),
+            version,
+        };
+        self.with_hsts(self.finish(&seen, &conn, response, true))
+    }
+
+    /// Counts an answered request and writes its access line.
+    fn finish(
+        &self,
+        seen: &Seen<'_>,
+        conn: &ConnectionInfo,
+        response: Response<ProxyBody>,
+        proxied: bool,
+    ) -> Response<ProxyBody> {
+        let elapsed = seen.started.elapsed();
+        let status = response.status().as_u16();
         self.metrics.request(
-            response.status().as_u16(),
-            route_label(uri.path(), proxied),
+            status,
+            route_label(seen.path, proxied),
             elapsed.as_secs_f64(),
         );
         logging::access(&AccessRecord {
             conn,
-            method: &method,
-            path: uri.path(),
-            version,
-            status: response.status().as_u16(),
+            method: seen.method,
+            path: seen.path,
+            version: seen.version,
+            status,
             duration: elapsed,
         });
+        response
+    }
+
+    /// Every HTTPS answer gets HSTS when it is on, refusals and proxied
+    /// ones included.
+    fn with_hsts(&self, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+        if let Some(hsts) = &self.hsts {
+            hsts::apply(response.headers_mut(), hsts);
+        }
         response
     }
 }
