@@ -303,3 +303,57 @@ pub fn secret_safe_levels(max: LevelFilter) -> Targets {
         .with_default(max)
         .with_target("rustls", max.min(LevelFilter::DEBUG))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::Subscriber;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::Context;
+
+    use super::*;
+    use crate::identity::PeerIdentity;
+
+    /// Records the metadata of every event.
+    struct Events(Arc<Mutex<Vec<&'static Metadata<'static>>>>);
+
+    impl<S: Subscriber> Layer<S> for Events {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            self.0.lock().unwrap().push(event.metadata());
+        }
+    }
+
+    /// `access` decides with its own callsite; `RUST_LOG` sees it as the
+    /// event only if both have the same target, level and fields.
+    #[test]
+    fn the_access_callsite_describes_the_access_event() {
+        let conn = ConnectionInfo::for_tests("127.0.0.1:4000".parse().unwrap(), PeerIdentity::None);
+        let record = AccessRecord {
+            conn: &conn,
+            method: &Method::GET,
+            path: "/",
+            version: Version::HTTP_11,
+            status: 200,
+            duration: Duration::from_micros(10),
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Events(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || access_event(&record));
+        let seen = seen.lock().unwrap();
+        let [event] = seen.as_slice() else {
+            panic!("one event expected, got {}", seen.len());
+        };
+        let names = |metadata: &Metadata<'_>| -> Vec<String> {
+            metadata
+                .fields()
+                .iter()
+                .map(|field| field.name().to_owned())
+                .collect()
+        };
+        assert_eq!(event.target(), ACCESS_METADATA.target());
+        assert_eq!(event.level(), ACCESS_METADATA.level());
+        assert_eq!(names(event), names(&ACCESS_METADATA));
+        assert!(ACCESS_METADATA.is_event());
+    }
+}
