@@ -1,10 +1,15 @@
-//! What a parked connection keeps on the heap: rustls' state and the
-//! connection's task, not hyper's buffers. A counting allocator measures the
-//! bytes the server's runtime thread holds for 100 parked connections, so a
-//! buffer kept through the park by mistake (hyper's 8 KiB read buffer once
-//! was) fails here instead of only showing in the benchmark's memory table.
+//! What the server's thread keeps and takes on the heap, measured with a
+//! counting allocator:
+//! - a parked connection keeps rustls' state and the connection's task, not
+//!   hyper's buffers (hyper's 8 KiB read buffer once was kept through the
+//!   park);
+//! - a keep-alive request takes no new read buffer (it once did, because a
+//!   request still alive when hyper read again pinned the old one).
 //!
-//! Its own test binary: the allocator is global to the process.
+//! Either would otherwise show only in the benchmark's tables.
+//!
+//! Its own test binary: the allocator is global to the process. The tests
+//! run side by side, so each counts the threads of its own server.
 
 mod common;
 
@@ -19,20 +24,30 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// Counts the live bytes allocated (and freed) on threads marked `COUNTED`:
-/// the server runtime's worker, not the test's clients.
+/// Counts, per test, the bytes allocated and freed on the threads that test
+/// marked in `COUNTED`: its server runtime's worker, not its clients.
 struct CountingAllocator;
 
+/// One slot per test.
+const PARKED: usize = 0;
+const KEEP_ALIVE: usize = 1;
+
 thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
+    static COUNTED: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// Bytes allocated minus bytes freed.
+static LIVE_BYTES: [AtomicIsize; 2] = [AtomicIsize::new(0), AtomicIsize::new(0)];
+/// Bytes allocated (a growing `realloc` counts its growth).
+static ALLOCATED_BYTES: [AtomicIsize; 2] = [AtomicIsize::new(0), AtomicIsize::new(0)];
 
 fn count(delta: isize) {
     // `try_with`: the allocator also runs while a thread's locals are torn down.
-    if COUNTED.try_with(Cell::get).unwrap_or(false) {
-        LIVE_BYTES.fetch_add(delta, Relaxed);
+    if let Some(slot) = COUNTED.try_with(Cell::get).ok().flatten() {
+        LIVE_BYTES[slot].fetch_add(delta, Relaxed);
+        if delta > 0 {
+            ALLOCATED_BYTES[slot].fetch_add(delta, Relaxed);
+        }
     }
 }
 
@@ -59,6 +74,27 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
+/// A server whose runtime's threads count into `slot`.
+fn counted_server(slot: usize, pki: &TestPki) -> (tokio::runtime::Runtime, TestServer) {
+    let mut config = pki.config(ClientAuthMode::Required);
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || COUNTED.with(|counted| counted.set(Some(slot))))
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_runtime.block_on(TestServer::start(config));
+    (server_runtime, server)
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
@@ -75,34 +111,21 @@ const PARKED_BYTES_BOUND: isize = 16_000;
 #[test]
 fn a_parked_connection_keeps_rustls_state_not_hyper_buffers() {
     let pki = TestPki::new();
-    let mut config = pki.config(ClientAuthMode::Required);
-    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .on_thread_start(|| COUNTED.with(|counted| counted.set(true)))
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = server_runtime.block_on(TestServer::start(config));
+    let (server_runtime, server) = counted_server(PARKED, &pki);
     let admin = server.admin.unwrap();
-
-    let clients = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    clients.block_on(async {
+    client_runtime().block_on(async {
         // One connection first, so one-time allocations (session cache,
         // metrics series, lazily built state) are not counted per connection.
         let warm_up = open_answered(&server, &pki).await;
         wait_parked(admin, 1).await;
-        let before = LIVE_BYTES.load(Relaxed);
+        let before = LIVE_BYTES[PARKED].load(Relaxed);
 
         let mut held = Vec::new();
         for _ in 0..CONNECTIONS {
             held.push(open_answered(&server, &pki).await);
         }
         wait_parked(admin, CONNECTIONS as u64 + 1).await;
-        let per_connection = (LIVE_BYTES.load(Relaxed) - before) / CONNECTIONS as isize;
+        let per_connection = (LIVE_BYTES[PARKED].load(Relaxed) - before) / CONNECTIONS as isize;
         eprintln!("live bytes per parked connection: {per_connection}");
         assert!(
             per_connection < PARKED_BYTES_BOUND,
@@ -115,6 +138,51 @@ fn a_parked_connection_keeps_rustls_state_not_hyper_buffers() {
              the counting allocator does not see the server's thread"
         );
         drop((held, warm_up));
+    });
+    server_runtime.block_on(server.stop());
+}
+
+/// Requests measured on one connection, after as many to warm up.
+const REQUESTS: usize = 200;
+
+/// Measured in a debug build: about 0.9 KB per request (the answer's header
+/// map and body, rustls' plaintext and record buffers); 9.3 KB when the
+/// service's future kept the request's headers until hyper polled it, so
+/// that each request took a new 8 KiB read buffer.
+const REQUEST_BYTES_BOUND: isize = 4_000;
+
+#[test]
+fn a_keep_alive_request_takes_no_new_read_buffer() {
+    let pki = TestPki::new();
+    let (server_runtime, server) = counted_server(KEEP_ALIVE, &pki);
+    client_runtime().block_on(async {
+        let mut tls = open_answered(&server, &pki).await;
+        let mut pending = Vec::new();
+        let mut exchange = async |tls: &mut TlsStream<TcpStream>| {
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .unwrap();
+            let (status, _) = read_response(tls, &mut pending).await;
+            assert_eq!(status, "HTTP/1.1 200 OK");
+        };
+        for _ in 0..REQUESTS {
+            exchange(&mut tls).await;
+        }
+        let before = ALLOCATED_BYTES[KEEP_ALIVE].load(Relaxed);
+        for _ in 0..REQUESTS {
+            exchange(&mut tls).await;
+        }
+        let per_request = (ALLOCATED_BYTES[KEEP_ALIVE].load(Relaxed) - before) / REQUESTS as isize;
+        eprintln!("bytes allocated per keep-alive request: {per_request}");
+        assert!(
+            per_request < REQUEST_BYTES_BOUND,
+            "a keep-alive request allocates {per_request} bytes, more than {REQUEST_BYTES_BOUND}: \
+             does hyper take a new read buffer for each request?"
+        );
+        assert!(
+            per_request > 100,
+            "{per_request} bytes per request: the counting allocator does not see the server's thread"
+        );
     });
     server_runtime.block_on(server.stop());
 }
