@@ -103,6 +103,7 @@ static ACCESS_METADATA: Metadata<'static> = Metadata::new(
     ACCESS_TARGET,
     Level::INFO,
     Some(file!()),
+    // Of this definition: the check has no line of its own in the code.
     Some(line!()),
     Some(module_path!()),
     FieldSet::new(&ACCESS_FIELDS, Identifier(&ACCESS_CALLSITE)),
@@ -126,7 +127,11 @@ const ACCESS_FIELDS: [&str; 9] = [
 /// is not asked again on every request. (`tracing::enabled!` always asks:
 /// 0.6k instructions per request, callgrind.)
 fn access_enabled() -> bool {
-    if Level::INFO > LevelFilter::current() {
+    // What `event!` checks first: the levels compiled in, then the
+    // subscriber's most verbose one.
+    if Level::INFO > tracing::level_filters::STATIC_MAX_LEVEL
+        || Level::INFO > LevelFilter::current()
+    {
         return false;
     }
     let interest = ACCESS_CALLSITE.interest();
@@ -136,7 +141,8 @@ fn access_enabled() -> bool {
 }
 
 /// The access line as a tracing event. Keep its fields in step with
-/// `log_format::format_access_line` and the check in [`access`].
+/// `log_format::format_access_line` and with `ACCESS_FIELDS`, the
+/// callsite `access` decides with (unit tests compare them).
 pub fn access_event(record: &AccessRecord<'_>) {
     tracing::info!(
         target: ACCESS_TARGET,

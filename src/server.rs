@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderValue, STRICT_TRANSPORT_SECURITY};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
@@ -491,7 +491,10 @@ async fn serve_connection(
         let answer = service_shared.respond(req, &conn_info, &material);
         async move {
             let response = match answer {
-                Answer::Ready(response) => response,
+                Answer::Ready(response, body) => {
+                    drop(body);
+                    response
+                }
                 Answer::Upstream(exchange) => exchange.await,
             };
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, answering)))
@@ -569,8 +572,11 @@ async fn linger_close(mut tcp: TcpStream) {
 
 /// A request's answer as decided when hyper hands the request over.
 enum Answer {
-    /// Finished: a built-in route, a refusal, a bad forwarded header.
-    Ready(Response<ProxyBody>),
+    /// Finished: a built-in route, a refusal, a bad forwarded header. With
+    /// the request's body, which the future drops when hyper polls it: a
+    /// body dropped at once makes hyper give up a chunked body it could
+    /// still drain, and close the connection.
+    Ready(Response<ProxyBody>, RequestBody),
     /// The upstream exchange, still to run.
     Upstream(Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>),
 }
@@ -589,9 +595,10 @@ impl Shared {
     ///
     /// Everything but the upstream exchange runs here, when hyper hands the
     /// request over, not in the future hyper polls later: in between, hyper
-    /// reads once more (to notice a client hanging up), and a request still
-    /// alive then pins hyper's read buffer with its head, so that read would
-    /// take a new 8 KiB buffer for every request.
+    /// reads once more (to notice a client hanging up), and a request head
+    /// still alive then pins hyper's read buffer, so that read would take a
+    /// new 8 KiB buffer for every request. (With h2 this moves the built-in
+    /// routes' work from the stream's task to the connection's.)
     fn respond(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
@@ -611,10 +618,11 @@ impl Shared {
                 warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
                 self.metrics
                     .request(400, Route::OTHER, started.elapsed().as_secs_f64());
-                return Answer::Ready(self.with_hsts(boxed(json_response(
+                let response = self.with_hsts(boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
-                ))));
+                )));
+                return Answer::Ready(response, req.into_body());
             }
         };
         let response = match routes.admit_request(&req, conn) {
@@ -644,7 +652,12 @@ impl Shared {
         };
         // No `with_hsts`: the built-in answers and refusals carry HSTS from
         // the header maps they start from (`http::AnswerHeaders`).
-        Answer::Ready(self.finish(&seen, conn, response, false))
+        debug_assert!(
+            self.hsts.is_none() || response.headers().contains_key(STRICT_TRANSPORT_SECURITY),
+            "a built-in answer without HSTS"
+        );
+        let response = self.finish(&seen, conn, response, false);
+        Answer::Ready(response, req.into_body())
     }
 
     /// The upstream exchange of an admitted request.
@@ -696,8 +709,8 @@ impl Shared {
         response
     }
 
-    /// Every HTTPS answer gets HSTS when it is on, refusals and proxied
-    /// ones included.
+    /// HSTS, when it is on, for the answers not built by the routes (which
+    /// carry it already): proxied ones and the forwarded-header 400.
     fn with_hsts(&self, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
         if let Some(hsts) = &self.hsts {
             hsts::apply(response.headers_mut(), hsts);
