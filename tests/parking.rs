@@ -75,6 +75,16 @@ async fn closed_within(tls: &mut TlsStream<TcpStream>, within: Duration) -> bool
     }
 }
 
+/// `GET /healthz` on the connection is answered, with its JSON.
+async fn healthz_answers(tls: &mut TlsStream<TcpStream>, pending: &mut Vec<u8>, context: &str) {
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(tls, pending).await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{context}");
+    assert!(body.contains("\"ok\""), "{context}: {body}");
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_parked_then_serves_its_next_request() {
     let pki = TestPki::new();
@@ -133,12 +143,7 @@ async fn requests_with_bodies_and_pauses_share_one_connection() {
         let (status, _) = read_response(&mut tls, &mut pending).await;
         assert!(status.starts_with("HTTP/1.1 "), "round {round}: {status}");
         wait_parked(admin, 1).await;
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let (status, body) = read_response(&mut tls, &mut pending).await;
-        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
-        assert!(body.contains("\"ok\""), "round {round}: {body}");
+        healthz_answers(&mut tls, &mut pending, &format!("round {round}")).await;
     }
     wait_parked(admin, 1).await;
 }
@@ -161,12 +166,7 @@ async fn a_built_in_route_leaves_a_chunked_body_for_hyper_to_drain() {
         tls.write_all(request.as_bytes()).await.unwrap();
         let (status, _) = read_response(&mut tls, &mut pending).await;
         assert!(status.starts_with("HTTP/1.1 4"), "{path}: {status}");
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let (status, body) = read_response(&mut tls, &mut pending).await;
-        assert_eq!(status, "HTTP/1.1 200 OK", "after {path}");
-        assert!(body.contains("\"ok\""), "after {path}: {body}");
+        healthz_answers(&mut tls, &mut pending, &format!("after {path}")).await;
     }
 }
 
@@ -290,11 +290,7 @@ async fn a_request_with_an_upgrade_header_keeps_its_connection() {
         !closed,
         "keep-alive connection closed 300 ms after a response (timeout is 30 s)"
     );
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, _) = read_response(&mut tls, &mut pending).await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    healthz_answers(&mut tls, &mut pending, "after 300 ms").await;
 }
 
 #[tokio::test]
