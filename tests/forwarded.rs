@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::upstream::{EchoUpstream, received};
 use common::{ClientOptions, TestPki, TestServer, request_with_headers};
 use hyper::StatusCode;
 use mtls::cert::CertDetails;
-use mtls::config::{ClientAuthMode, ServeConfig};
+use mtls::config::{ClientAuthMode, ServeConfig, UpstreamConfig};
 use mtls::proxy::forwarded_cert::{ForwardedFormat, ForwardedTrust, parse_proxy};
 use mtls::proxy::identity_headers::{
     ApacheOptions, ClientCertificate, HeaderFormat, VerifyState, identity_headers,
@@ -75,6 +78,42 @@ async fn a_trusted_proxy_forwards_the_identity_in_each_format() {
         assert_eq!(status, StatusCode::OK, "{format:?}: {json}");
         assert_eq!(json["identity"]["common_name"], "client", "{format:?}");
     }
+}
+
+#[tokio::test]
+async fn a_forwarded_identity_reaches_the_upstream_in_its_format() {
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut config = behind(&pki, ForwardedFormat::Azure, "127.0.0.1/32");
+    config.upstream = Some(UpstreamConfig {
+        url: upstream.url().parse().unwrap(),
+        timeout: Duration::from_secs(5),
+        formats: vec![HeaderFormat::Apache],
+        apache: ApacheOptions::default(),
+        ca: None,
+        identity: None,
+        signing_key_file: None,
+        max_body_bytes: 1024,
+    });
+    let server = TestServer::start(config).await;
+    let header = forwarded_header(HeaderFormat::Azure, &pki.client().cert_pem);
+    let answer = request_with_headers(
+        server.addr,
+        &ClientOptions::new(&pki),
+        "GET",
+        "/app",
+        &[(header.0.as_str(), header.1.as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let echo = answer.json();
+    assert_eq!(echo["path"], "/app");
+    // The proxy's certificate became the identity; its header did not
+    // travel on as such.
+    assert_eq!(received(&echo, "ssl-client-s-dn"), ["CN=client"]);
+    assert_eq!(received(&echo, "ssl-client-verify"), ["SUCCESS"]);
+    assert!(received(&echo, "x-arr-clientcert").is_empty(), "{echo}");
 }
 
 #[tokio::test]
