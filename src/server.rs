@@ -602,20 +602,17 @@ impl Shared {
     fn respond(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
-        conn: &Arc<ConnectionInfo>,
+        conn_info: &Arc<ConnectionInfo>,
         material: &Material,
     ) -> Answer {
         let routes = &material.routes;
         let started = Instant::now();
-        let forwarded_conn;
-        let conn = match self.forwarded_identity(&mut req, conn, material) {
-            Ok(Some(forwarded)) => {
-                forwarded_conn = Arc::new(forwarded);
-                &forwarded_conn
-            }
-            Ok(None) => conn,
+        let mut forwarded_conn = None;
+        let conn: &ConnectionInfo = match self.forwarded_identity(&mut req, conn_info, material) {
+            Ok(Some(forwarded)) => forwarded_conn.insert(forwarded),
+            Ok(None) => conn_info,
             Err(malformed) => {
-                warn!(peer = %conn.remote_addr, error = %malformed, "bad forwarded certificate header");
+                warn!(peer = %conn_info.remote_addr, error = %malformed, "bad forwarded certificate header");
                 self.metrics
                     .request(400, Route::OTHER, started.elapsed().as_secs_f64());
                 let response = self.with_hsts(boxed(json_response(
@@ -633,11 +630,17 @@ impl Shared {
             }
             Ok(admission) => match &self.upstream {
                 Some(upstream) => {
+                    // Shared with the exchange; a forwarded identity is put
+                    // on the heap only here.
+                    let conn = match forwarded_conn {
+                        Some(forwarded) => Arc::new(forwarded),
+                        None => Arc::clone(conn_info),
+                    };
                     return Answer::Upstream(Box::pin(Self::forward(
                         Arc::clone(self),
                         Arc::clone(upstream),
                         req,
-                        Arc::clone(conn),
+                        conn,
                         started,
                     )));
                 }
