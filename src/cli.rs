@@ -429,6 +429,13 @@ pub struct ServeArgs {
     )]
     pub session_ticket_key_file: Vec<PathBuf>,
 
+    /// Threads that serve connections. By default one per core the process
+    /// may use (this follows `taskset` and a container's CPU limit). With 1,
+    /// everything runs on the main thread and no work is handed between
+    /// threads, which is cheapest on one core.
+    #[arg(long, env = "WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
+
     /// Open connections at most; beyond it new connections are closed at
     /// once (counted in mtls_connections_refused_total).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]

@@ -299,7 +299,9 @@ impl Server {
 fn log_startup(config: &ServeConfig, addr: SocketAddr) {
     // Said first and last of the start-up lines, so nobody misses it.
     warn_keylog(config);
-    info!("listening on https://{addr}");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let plural = if workers == 1 { "" } else { "s" };
+    info!("listening on https://{addr} ({workers} worker thread{plural})");
     if let Some(upstream) = &config.upstream {
         let mut formats: Vec<&str> = upstream.formats.iter().map(|f| f.name()).collect();
         if upstream.signing_key_file.is_some() {

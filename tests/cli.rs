@@ -199,6 +199,42 @@ async fn the_commented_seed_line_leaves_client_auth_off() {
     assert_eq!(answer.status, 200);
 }
 
+/// The process's worker threads, by the name `mtls serve` gives them.
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "mtls-worker")
+        .count()
+}
+
+/// `--worker-threads 1` serves from the main thread (no worker thread at
+/// all); more threads are that many workers. Both serve.
+#[tokio::test]
+async fn worker_threads_sets_the_threads_that_serve() {
+    let pki = TestPki::new();
+    let root = seed_layout(&pki, "MTLS_ENABLED=true\n");
+    for (threads, line, workers) in [
+        ("1", "(1 worker thread)", 0),
+        ("3", "(3 worker threads)", 3),
+    ] {
+        let mut command = mtls_command(root.path());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("WORKER_THREADS", threads);
+        let mut server = ServeProcess::start(command);
+        server.wait_for(line);
+        let options = ClientOptions::new(&pki).identity(pki.client());
+        for _ in 0..4 {
+            let answer = common::get(server.addr, &options, "/").await.unwrap();
+            assert_eq!(answer.status, 200);
+        }
+        assert_eq!(worker_threads(server.child.id()), workers, "{threads}");
+    }
+    let refused = serve_fails(&pki, &["--worker-threads", "0"], &[]);
+    assert!(refused.contains("--worker-threads"), "{refused}");
+}
+
 #[tokio::test]
 async fn flags_beat_the_environment_which_beats_dotenv() {
     let pki = TestPki::new();

@@ -384,7 +384,8 @@ pub fn system_openssl() -> Option<PathBuf> {
 
 /// Environment variables `mtls` reads; cleared so the developer's own
 /// environment cannot change what a test sees.
-const MTLS_VARIABLES: [&str; 13] = [
+const MTLS_VARIABLES: [&str; 14] = [
+    "WORKER_THREADS",
     "ADMIN_LISTEN",
     "LISTEN",
     "SERVER_CERT",
