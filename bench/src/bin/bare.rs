@@ -42,12 +42,21 @@ struct Args {
     /// (so one under `taskset -c 0`, like mtls).
     #[arg(long)]
     workers: Option<usize>,
+    /// tokio's single-threaded runtime, the one mtls picks on one core (the
+    /// benchmark keeps the default, as a minimal server is written; this
+    /// shows what the runtime's shape alone is worth).
+    #[arg(long, conflicts_with = "workers")]
+    current_thread: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tls = Arc::new(server_config(&args)?);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let mut runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     if let Some(workers) = args.workers {
         runtime.worker_threads(workers.max(1));
     }
