@@ -446,6 +446,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Time a client may leave an answer unread: when the server has more
+    /// to send and the client has taken none of it for this long, the
+    /// connection is closed (nginx's send_timeout). HTTP/1.1.
+    #[arg(long, env = "SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
     /// Interval of HTTP/2 keep-alive pings on idle connections.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,

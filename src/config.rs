@@ -154,6 +154,9 @@ pub struct Limits {
     /// Time to send a request head, and to start the next one on an idle
     /// HTTP/1.1 keep-alive connection.
     pub header_read_timeout: Duration,
+    /// Time an HTTP/1.1 client may take none of an answer that is waiting
+    /// to be sent.
+    pub send_timeout: Duration,
     /// HTTP/2 ping interval on idle connections.
     pub idle_timeout: Duration,
     /// Size of a request head (HTTP/1.1 buffer, HTTP/2 header list).
@@ -167,6 +170,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_streams: 100,
@@ -301,6 +305,7 @@ impl ServeConfig {
             limits: Limits {
                 max_connections: args.max_connections.max(1),
                 header_read_timeout: args.header_read_timeout,
+                send_timeout: args.send_timeout,
                 idle_timeout: args.idle_timeout,
                 max_header_bytes: args.max_header_bytes,
                 max_streams: args.max_streams,

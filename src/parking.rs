@@ -32,6 +32,12 @@
 //! instructions per keep-alive request); this one is armed only when a
 //! head arrives in pieces or an unparkable connection waits.
 //!
+//! The driver enforces the send timeout too: while hyper cannot write
+//! because the client takes nothing (a client that stopped reading a large
+//! answer), the connection is closed once the client has taken no bytes
+//! for that long, as nginx's `send_timeout` does. Without it, such a
+//! client would hold its connection, and the upstream's, for ever.
+//!
 //! The client sees one ordinary keep-alive connection. The grace period
 //! keeps busy connections from paying for a new hyper connection on every
 //! request (callgrind: about 7k instructions a park, a quarter of a
@@ -94,6 +100,9 @@ pub struct ParkState {
     reads: AtomicU32,
     /// Writes that took bytes: a new value means the client reads.
     writes: AtomicU32,
+    /// hyper's last write or flush could not go on: the client is not
+    /// taking bytes (the send timeout applies).
+    write_blocked: AtomicBool,
     /// The driver is parking: the IO's shutdown must not end the TLS stream.
     parking: AtomicBool,
 }
@@ -127,6 +136,7 @@ impl ParkState {
     /// progress if the stream took bytes.
     fn wrote(&self, written: &Poll<io::Result<usize>>) {
         self.unflushed.store(true, Relaxed);
+        self.write_blocked.store(written.is_pending(), Relaxed);
         if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
             self.writes
                 .store(self.writes.load(Relaxed).wrapping_add(1), Relaxed);
@@ -266,7 +276,11 @@ impl AsyncWrite for ParkingIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        self.state
+            .write_blocked
+            .store(flushed.is_pending(), Relaxed);
+        ready!(flushed)?;
         self.state.unflushed.store(false, Relaxed);
         Poll::Ready(Ok(()))
     }
@@ -275,7 +289,11 @@ impl AsyncWrite for ParkingIo {
         if self.state.parking.load(Relaxed) {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        // The close_notify is written too: a client that does not read it
+        // is under the send timeout.
+        let shut = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.state.write_blocked.store(shut.is_pending(), Relaxed);
+        shut
     }
 }
 
@@ -287,12 +305,25 @@ pub struct Timeouts {
     pub idle: Duration,
     /// From the first bytes of a request head to its end.
     pub head: Duration,
+    /// While an answer waits for the client to take more of it, from the
+    /// last bytes it took.
+    pub send: Duration,
+}
+
+/// What the driver waits for the client to do, under a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Send the rest of a request head.
+    Head,
+    /// Send a next request on a connection that cannot park.
+    Idle,
+    /// Take more of an answer.
+    Send,
 }
 
 /// What the driver's wait deadline was armed for.
 struct WaitArmed {
-    /// A request head (else a connection that waits idle and cannot park).
-    head: bool,
+    wait: Wait,
     /// `ParkState::writes` when it was armed.
     writes: u32,
 }
@@ -343,6 +374,7 @@ where
             &state.dispatched,
             &state.got_any,
             &state.upgrade_seen,
+            &state.write_blocked,
         ] {
             flag.store(false, Relaxed);
         }
@@ -369,22 +401,32 @@ where
             }
             let waiting = state.waiting();
             let parkable = waiting && state.parkable();
-            let head = state.head_started.load(Relaxed);
-            let stuck = waiting && !parkable;
+            let now_waiting_for = if state.head_started.load(Relaxed) {
+                Some(Wait::Head)
+            } else if waiting && !parkable {
+                Some(Wait::Idle)
+            } else if state.write_blocked.load(Relaxed) {
+                Some(Wait::Send)
+            } else {
+                None
+            };
             let writes = state.writes.load(Relaxed);
-            if !head && !stuck {
-                wait = None;
-            } else if match &wait {
-                None => true,
-                // A head gets its whole timeout, even when it starts late
-                // in an idle wait.
-                Some(armed) if head => !armed.head,
-                // A client that reads what is left of an answer waits anew.
-                Some(armed) => armed.writes != writes,
-            } {
-                let limit = if head { timeouts.head } else { timeouts.idle };
-                wait_timer.as_mut().reset(Instant::now() + limit);
-                wait = Some(WaitArmed { head, writes });
+            match (now_waiting_for, &wait) {
+                (None, _) => wait = None,
+                // A head keeps its deadline, even when it started late in
+                // another wait's.
+                (Some(Wait::Head), Some(armed)) if armed.wait == Wait::Head => {}
+                // A client that takes more of an answer waits anew.
+                (Some(kind), Some(armed)) if armed.wait == kind && armed.writes == writes => {}
+                (Some(kind), _) => {
+                    let limit = match kind {
+                        Wait::Head => timeouts.head,
+                        Wait::Idle => timeouts.idle,
+                        Wait::Send => timeouts.send,
+                    };
+                    wait_timer.as_mut().reset(Instant::now() + limit);
+                    wait = Some(WaitArmed { wait: kind, writes });
+                }
             }
             if wait.is_some() && wait_timer.as_mut().poll(cx).is_ready() {
                 timed_out = true;
@@ -425,9 +467,12 @@ where
         .await?;
         if timed_out {
             // As nginx does: no answer, the connection is closed.
-            match wait {
-                Some(WaitArmed { head: true, .. }) => debug!(
+            match wait.map(|armed| armed.wait) {
+                Some(Wait::Head) => debug!(
                     "no complete request head within the header-read timeout: connection closed"
+                ),
+                Some(Wait::Send) => debug!(
+                    "the client took none of the answer within the send timeout: connection closed"
                 ),
                 _ => debug!("idle for the header-read timeout: connection closed"),
             }

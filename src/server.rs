@@ -193,6 +193,7 @@ impl Server {
             http1_timeouts: parking::Timeouts {
                 idle: limits.header_read_timeout,
                 head: limits.header_read_timeout,
+                send: limits.send_timeout,
             },
             metrics,
             audit: Arc::new(Audit::default()),

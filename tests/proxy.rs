@@ -203,6 +203,47 @@ async fn upstream_down_is_502_and_slow_is_504() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// A client that stops reading a proxied answer is disconnected after
+/// `--send-timeout` instead of holding its connection, and the upstream's,
+/// for ever.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut config = proxied(&pki, ClientAuthMode::Off, &upstream.url(), "");
+    config.limits.send_timeout = Duration::from_millis(500);
+    let server = TestServer::start(config).await;
+    let mut tls = common::raw::connect(&server, &pki).await;
+    tls.write_all(b"GET /big HTTP/1.1\r\nHost: api.flaskmtlsauth.com\r\n\r\n")
+        .await
+        .unwrap();
+    // Reads nothing for four send timeouts: the buffers on the way fill up
+    // and the server cannot write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The upstream's answer was dropped with the connection.
+    assert_eq!(
+        upstream.open_connections(),
+        0,
+        "the upstream is still sending"
+    );
+
+    // Then what was buffered arrives, and the end of the connection.
+    let mut received = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            received += n;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "still open after {received} bytes");
+    assert!(
+        received < common::upstream::BIG,
+        "the whole answer arrived ({received} bytes)"
+    );
+}
+
 #[tokio::test]
 async fn websocket_upgrades_are_spliced_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,10 +2,13 @@
 //! - any path: JSON of what it received (method, path, headers in order,
 //!   body length counted while streaming, never buffered);
 //! - `/slow`: answers after 3 seconds;
+//! - `/big`: [`BIG`] bytes of zeros;
 //! - `/ws` with `Upgrade`: 101, then echoes every byte back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,9 +19,17 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+/// The length of `/big`'s answer: more than the socket buffers between a
+/// client and the upstream hold (a few MiB each on loopback).
+pub const BIG: usize = 64 << 20;
+
+/// In `.bss`: zero pages, no space in the binary.
+static ZEROS: [u8; BIG] = [0; BIG];
+
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    open: Arc<AtomicUsize>,
 }
 
 impl Drop for EchoUpstream {
@@ -31,21 +42,31 @@ impl EchoUpstream {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = open.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                let open = counted.clone();
+                open.fetch_add(1, SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(answer);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), service)
                         .with_upgrades()
                         .await;
+                    open.fetch_sub(1, SeqCst);
                 });
             }
         });
-        EchoUpstream { addr, task }
+        EchoUpstream { addr, task, open }
+    }
+
+    /// Connections to the upstream that are open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -57,6 +78,9 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let path = req.uri().path().to_owned();
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if path == "/big" {
+        return Ok(Response::new(Full::new(Bytes::from_static(&ZEROS))));
     }
     if path == "/ws" && req.headers().contains_key(hyper::header::UPGRADE) {
         let upgrade = hyper::upgrade::on(&mut req);
