@@ -429,12 +429,13 @@ pub struct ServeArgs {
     )]
     pub session_ticket_key_file: Vec<PathBuf>,
 
-    /// Threads that serve connections. By default one per core the process
-    /// may use (this follows `taskset` and a container's CPU limit). With 1,
-    /// everything runs on the main thread and no work is handed between
-    /// threads, which is cheapest on one core.
-    #[arg(long, env = "WORKER_THREADS", value_name = "N")]
-    pub worker_threads: Option<std::num::NonZeroUsize>,
+    /// Threads that serve connections (1 to 1024). By default one per core
+    /// the process may use (this follows `taskset` and a container's CPU
+    /// limit). With 1, the accept loop and every connection run on the main
+    /// thread and no work is handed between threads, which is cheapest on
+    /// one core.
+    #[arg(long, env = "WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 
     /// Open connections at most; beyond it new connections are closed at
     /// once (counted in mtls_connections_refused_total).

@@ -313,12 +313,43 @@ pub struct Timeouts {
 /// What the driver waits for the client to do, under a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
+    /// Take more of an answer.
+    Send,
     /// Send the rest of a request head.
     Head,
     /// Send a next request on a connection that cannot park.
     Idle,
-    /// Take more of an answer.
-    Send,
+}
+
+impl Wait {
+    /// What the connection waits for now, if anything. A client that takes
+    /// nothing comes first: the end of an answer (hyper holds it after the
+    /// body is gone, with its read blocked) and a head pipelined behind it
+    /// wait on that client too.
+    fn now(write_blocked: bool, head_started: bool, stuck: bool) -> Option<Wait> {
+        if write_blocked {
+            Some(Wait::Send)
+        } else if head_started {
+            Some(Wait::Head)
+        } else if stuck {
+            Some(Wait::Idle)
+        } else {
+            None
+        }
+    }
+
+    /// Whether this wait needs a new deadline, given the armed one and the
+    /// writes that took bytes so far.
+    fn must_arm(self, armed: Option<&WaitArmed>, writes: u32) -> bool {
+        match armed {
+            None => true,
+            Some(armed) if armed.wait != self => true,
+            // A head keeps its deadline, parks included.
+            Some(_) if self == Wait::Head => false,
+            // A client that takes more of an answer waits anew.
+            Some(armed) => armed.writes != writes,
+        }
+    }
 }
 
 /// What the driver's wait deadline was armed for.
@@ -401,32 +432,23 @@ where
             }
             let waiting = state.waiting();
             let parkable = waiting && state.parkable();
-            let now_waiting_for = if state.head_started.load(Relaxed) {
-                Some(Wait::Head)
-            } else if waiting && !parkable {
-                Some(Wait::Idle)
-            } else if state.write_blocked.load(Relaxed) {
-                Some(Wait::Send)
-            } else {
-                None
-            };
             let writes = state.writes.load(Relaxed);
-            match (now_waiting_for, &wait) {
-                (None, _) => wait = None,
-                // A head keeps its deadline, even when it started late in
-                // another wait's.
-                (Some(Wait::Head), Some(armed)) if armed.wait == Wait::Head => {}
-                // A client that takes more of an answer waits anew.
-                (Some(kind), Some(armed)) if armed.wait == kind && armed.writes == writes => {}
-                (Some(kind), _) => {
+            match Wait::now(
+                state.write_blocked.load(Relaxed),
+                state.head_started.load(Relaxed),
+                waiting && !parkable,
+            ) {
+                None => wait = None,
+                Some(kind) if kind.must_arm(wait.as_ref(), writes) => {
                     let limit = match kind {
+                        Wait::Send => timeouts.send,
                         Wait::Head => timeouts.head,
                         Wait::Idle => timeouts.idle,
-                        Wait::Send => timeouts.send,
                     };
                     wait_timer.as_mut().reset(Instant::now() + limit);
                     wait = Some(WaitArmed { wait: kind, writes });
                 }
+                Some(_) => {}
             }
             if wait.is_some() && wait_timer.as_mut().poll(cx).is_ready() {
                 timed_out = true;
@@ -524,4 +546,37 @@ where
 /// Ends an idle connection with a TLS close_notify, bounded in time.
 async fn close(mut stream: Box<TlsStream<TcpStream>>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_that_takes_nothing_is_under_the_send_timeout_first() {
+        // The end of an answer: the body is gone, hyper's read is blocked
+        // and the answer unflushed, so the connection also looks stuck.
+        assert_eq!(Wait::now(true, false, true), Some(Wait::Send));
+        // A head pipelined behind an answer the client does not read.
+        assert_eq!(Wait::now(true, true, false), Some(Wait::Send));
+        assert_eq!(Wait::now(false, true, true), Some(Wait::Head));
+        assert_eq!(Wait::now(false, false, true), Some(Wait::Idle));
+        assert_eq!(Wait::now(false, false, false), None);
+    }
+
+    #[test]
+    fn progress_restarts_a_send_or_idle_wait_but_not_a_head() {
+        let armed = |wait| WaitArmed { wait, writes: 7 };
+        for wait in [Wait::Send, Wait::Head, Wait::Idle] {
+            assert!(wait.must_arm(None, 7), "{wait:?}");
+        }
+        assert!(!Wait::Send.must_arm(Some(&armed(Wait::Send)), 7));
+        assert!(Wait::Send.must_arm(Some(&armed(Wait::Send)), 8));
+        assert!(!Wait::Idle.must_arm(Some(&armed(Wait::Idle)), 7));
+        assert!(Wait::Idle.must_arm(Some(&armed(Wait::Idle)), 8));
+        assert!(!Wait::Head.must_arm(Some(&armed(Wait::Head)), 8));
+        // Another kind of wait starts its own deadline.
+        assert!(Wait::Head.must_arm(Some(&armed(Wait::Idle)), 7));
+        assert!(Wait::Send.must_arm(Some(&armed(Wait::Head)), 7));
+    }
 }

@@ -219,8 +219,9 @@ async fn worker_threads_sets_the_threads_that_serve() {
         ("3", "(3 worker threads)", 3),
     ] {
         let mut command = mtls_command(root.path());
+        // No file watch: a reload's blocking thread carries the same name.
         command
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false"])
             .env("WORKER_THREADS", threads);
         let mut server = ServeProcess::start(command);
         server.wait_for(line);
@@ -231,8 +232,10 @@ async fn worker_threads_sets_the_threads_that_serve() {
         }
         assert_eq!(worker_threads(server.child.id()), workers, "{threads}");
     }
-    let refused = serve_fails(&pki, &["--worker-threads", "0"], &[]);
-    assert!(refused.contains("--worker-threads"), "{refused}");
+    for wrong in ["0", "1025"] {
+        let refused = serve_fails(&pki, &["--worker-threads", wrong], &[]);
+        assert!(refused.contains("--worker-threads"), "{refused}");
+    }
 }
 
 #[tokio::test]

@@ -26,10 +26,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// thread with the accept loop, and nothing is woken across threads (the
 /// multi-threaded runtime with one worker costs about 4 % more instructions
 /// per keep-alive request and a futex call every few new connections).
-fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = worker_threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, NonZeroUsize::get);
+/// Reloads and the upstream's DNS lookups run on tokio's blocking threads,
+/// which carry the same name.
+fn runtime(worker_threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match worker_threads {
+        Some(threads) => usize::from(threads),
+        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+    };
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
