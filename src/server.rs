@@ -584,6 +584,29 @@ enum Answer {
     Upstream(Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>),
 }
 
+/// nginx's status for a request whose client went away before the answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A proxied request while the upstream has not answered. hyper drops the
+/// exchange when the client goes away (it closes the connection, resets
+/// the h2 stream) or when shutdown's timeout ends the connection; the
+/// request is then counted and logged with status 499, as nginx does.
+struct Unanswered<'a> {
+    shared: &'a Shared,
+    seen: &'a Seen<'a>,
+    conn: &'a ConnectionInfo,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared
+                .record(self.seen, self.conn, CLIENT_CLOSED_REQUEST, true);
+        }
+    }
+}
+
 /// A request as its access line and its metrics see it.
 struct Seen<'a> {
     started: Instant,
@@ -678,14 +701,20 @@ impl Shared {
         // the request's bytes instead of copying the path.
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let version = req.version();
-        let response = upstream.forward(req, &conn).await;
         let seen = Seen {
             started,
             method: &method,
             path: uri.path(),
-            version,
+            version: req.version(),
         };
+        let mut unanswered = Unanswered {
+            shared: &self,
+            seen: &seen,
+            conn: &conn,
+            answered: false,
+        };
+        let response = upstream.forward(req, &conn).await;
+        unanswered.answered = true;
         self.with_hsts(self.finish(&seen, &conn, response, true))
     }
 
@@ -697,8 +726,13 @@ impl Shared {
         response: Response<ProxyBody>,
         proxied: bool,
     ) -> Response<ProxyBody> {
+        self.record(seen, conn, response.status().as_u16(), proxied);
+        response
+    }
+
+    /// Counts a request and writes its access line.
+    fn record(&self, seen: &Seen<'_>, conn: &ConnectionInfo, status: u16, proxied: bool) {
         let elapsed = seen.started.elapsed();
-        let status = response.status().as_u16();
         self.metrics.request(
             status,
             route_label(seen.path, proxied),
@@ -712,7 +746,6 @@ impl Shared {
             status,
             duration: elapsed,
         });
-        response
     }
 
     /// HSTS, when it is on, for the answers not built by the routes (which

@@ -244,6 +244,68 @@ async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
     );
 }
 
+/// A proxied request whose client hangs up before the upstream answers is
+/// logged with status 499, as nginx does; an answered one with its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_before_the_answer_is_logged_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(upstream.url())
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key");
+    let mut server = ServeProcess::start(command);
+    server.wait_for("forwarding to");
+
+    let answered = get(server.addr, &ClientOptions::new(&pki), "/answered")
+        .await
+        .unwrap();
+    assert_eq!(answered.status, StatusCode::OK);
+    let line = server.wait_for("path=\"/answered\"");
+    assert!(line.contains("status=200"), "{line}");
+
+    // The upstream takes 3 s on /slow; the client leaves after 300 ms.
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        ClientOptions::new(&pki).rustls_config(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector
+        .connect(common::DOMAIN.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /slow HTTP/1.1\r\nHost: api.flaskmtlsauth.com\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(tls);
+    let line = server.wait_for("path=\"/slow\"");
+    assert!(line.contains("status=499"), "{line}");
+    let duration_us: u64 = line
+        .rsplit("duration_us=")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {line}"));
+    assert!(duration_us < 3_000_000, "{line}");
+
+    // An h2 client that gives up on its stream.
+    let h2 = ClientOptions::new(&pki).alpn_h2();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        get(server.addr, &h2, "/slow-h2"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered: {gave_up:?}");
+    let line = server.wait_for("path=\"/slow-h2\"");
+    assert!(
+        line.contains("status=499") && line.contains("version=HTTP/2.0"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn websocket_upgrades_are_spliced_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

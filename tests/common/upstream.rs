@@ -1,7 +1,7 @@
 //! A small real upstream app for proxy tests: plain HTTP/1.1 on 127.0.0.1:0.
 //! - any path: JSON of what it received (method, path, headers in order,
 //!   body length counted while streaming, never buffered);
-//! - `/slow`: answers after 3 seconds;
+//! - `/slow` (and paths that start so): answers after 3 seconds;
 //! - `/big`: [`BIG`] bytes of zeros;
 //! - `/ws` with `Upgrade`: 101, then echoes every byte back.
 
@@ -76,7 +76,7 @@ impl EchoUpstream {
 
 async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
-    if path == "/slow" {
+    if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if path == "/big" {
