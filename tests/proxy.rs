@@ -32,6 +32,18 @@ fn proxied(pki: &TestPki, mode: ClientAuthMode, upstream: &str, formats: &str) -
     config
 }
 
+/// `mtls serve --upstream` as a child process, with the test PKI's server
+/// certificate and client auth off.
+fn serve_proxied(pki: &TestPki, upstream: &EchoUpstream) -> ServeProcess {
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(upstream.url())
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key");
+    ServeProcess::start(command)
+}
+
 fn client_der(pki: &TestPki) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pki.client().cert_pem.as_bytes()).unwrap()
 }
@@ -251,13 +263,7 @@ async fn a_client_that_hangs_up_before_the_answer_is_logged_as_499() {
     use tokio::io::AsyncWriteExt;
     let pki = TestPki::new();
     let upstream = EchoUpstream::start().await;
-    let mut command = mtls_command(pki.dir.path());
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(upstream.url())
-        .env("SERVER_CERT", "server.crt")
-        .env("SERVER_KEY", "server.key");
-    let mut server = ServeProcess::start(command);
+    let mut server = serve_proxied(&pki, &upstream);
     server.wait_for("forwarding to");
 
     let answered = get(server.addr, &ClientOptions::new(&pki), "/answered")
@@ -360,18 +366,7 @@ async fn a_100_mb_upload_streams_with_bounded_memory() {
     }
     let pki = TestPki::new();
     let upstream = EchoUpstream::start().await;
-    let mut command = mtls_command(pki.dir.path());
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.url(),
-        ])
-        .env("SERVER_CERT", "server.crt")
-        .env("SERVER_KEY", "server.key");
-    let mut server = ServeProcess::start(command);
+    let mut server = serve_proxied(&pki, &upstream);
     server.wait_for("forwarding to");
     let port = server.addr.port();
     let pid = server.child.id();
@@ -463,18 +458,7 @@ fn forward_formats_need_an_upstream_and_known_names() {
 async fn a_spoof_attempt_is_logged_with_the_peer() {
     let pki = TestPki::new();
     let upstream = EchoUpstream::start().await;
-    let mut command = mtls_command(pki.dir.path());
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.url(),
-        ])
-        .env("SERVER_CERT", "server.crt")
-        .env("SERVER_KEY", "server.key");
-    let mut server = ServeProcess::start(command);
+    let mut server = serve_proxied(&pki, &upstream);
     let options = ClientOptions::new(&pki);
     let answer = request_with_headers(
         server.addr,
@@ -761,18 +745,7 @@ async fn an_mtls_upstream_accepts_a_p12_identity_held_in_memory() {
 async fn a_second_signal_exits_at_once() {
     let pki = TestPki::new();
     let upstream = EchoUpstream::start().await;
-    let mut command = mtls_command(pki.dir.path());
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.url(),
-        ])
-        .env("SERVER_CERT", "server.crt")
-        .env("SERVER_KEY", "server.key");
-    let mut server = ServeProcess::start(command);
+    let mut server = serve_proxied(&pki, &upstream);
     let addr = server.addr;
     let options = ClientOptions::new(&pki);
     let slow = tokio::spawn(async move { get(addr, &options, "/slow").await });
