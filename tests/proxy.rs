@@ -274,14 +274,7 @@ async fn a_client_that_hangs_up_before_the_answer_is_logged_as_499() {
     assert!(line.contains("status=200"), "{line}");
 
     // The upstream takes 3 s on /slow; the client leaves after 300 ms.
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        ClientOptions::new(&pki).rustls_config(),
-    ));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = connector
-        .connect(common::DOMAIN.try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = common::raw::connect_to(server.addr, &pki).await;
     tls.write_all(b"GET /slow HTTP/1.1\r\nHost: api.flaskmtlsauth.com\r\n\r\n")
         .await
         .unwrap();

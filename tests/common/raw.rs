@@ -14,9 +14,14 @@ use super::{ClientOptions, TestPki, TestServer, plain_get};
 
 /// A TLS connection presenting the test client certificate.
 pub async fn connect(server: &TestServer, pki: &TestPki) -> TlsStream<TcpStream> {
+    connect_to(server.addr, pki).await
+}
+
+/// The same, to a server at `addr` (one run as a process, say).
+pub async fn connect_to(addr: SocketAddr, pki: &TestPki) -> TlsStream<TcpStream> {
     let options = ClientOptions::new(pki).identity(pki.client());
     let connector = tokio_rustls::TlsConnector::from(Arc::new(options.rustls_config()));
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
     connector
         .connect(super::DOMAIN.try_into().unwrap(), tcp)
         .await
