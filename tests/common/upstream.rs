@@ -7,8 +7,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +23,9 @@ use tokio::net::TcpListener;
 /// client and the upstream hold (a few MiB each on loopback).
 pub const BIG: usize = 64 << 20;
 
-/// In `.bss`: zero pages, no space in the binary.
-static ZEROS: [u8; BIG] = [0; BIG];
+/// Allocated once, when first asked for. A `static [u8; BIG]` would sit in
+/// `.rodata`: 64 MiB in every test binary, which filled a CI machine's disk.
+static ZEROS: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(vec![0; BIG]));
 
 pub struct EchoUpstream {
     pub addr: SocketAddr,
@@ -80,7 +81,7 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if path == "/big" {
-        return Ok(Response::new(Full::new(Bytes::from_static(&ZEROS))));
+        return Ok(Response::new(Full::new(ZEROS.clone())));
     }
     if path == "/ws" && req.headers().contains_key(hyper::header::UPGRADE) {
         let upgrade = hyper::upgrade::on(&mut req);
