@@ -31,7 +31,7 @@ use crate::http::Body;
 use crate::http::json_response;
 use crate::identity::{ConnectionInfo, PeerIdentity};
 use crate::logging::{self, AccessRecord};
-use crate::metrics::{Metrics, Route, route_label};
+use crate::metrics::{Metrics, route_label};
 use crate::parking::{self, ParkState, RequestBody, TrackedBody};
 use crate::proxy::forward::{ProxyBody, Upstream, UpstreamError, UpstreamSettings};
 use crate::proxy::forwarded_cert::{Forwarded, ForwardedTrust, MalformedHeader};
@@ -615,6 +615,17 @@ struct Seen<'a> {
     version: Version,
 }
 
+impl<'a> Seen<'a> {
+    fn of<B>(req: &'a Request<B>, started: Instant) -> Self {
+        Seen {
+            started,
+            method: req.method(),
+            path: req.uri().path(),
+            version: req.version(),
+        }
+    }
+}
+
 impl Shared {
     /// Answers one request: admission, then the built-in routes or the
     /// upstream.
@@ -639,8 +650,10 @@ impl Shared {
             Ok(None) => conn_info,
             Err(malformed) => {
                 warn!(peer = %conn_info.remote_addr, error = %malformed, "bad forwarded certificate header");
-                self.metrics
-                    .request(400, Route::OTHER, started.elapsed().as_secs_f64());
+                let seen = Seen::of(&req, started);
+                // The connection's own identity: the forwarded one is what
+                // could not be read.
+                self.record(&seen, conn_info, 400, false);
                 let response = self.with_hsts(boxed(json_response(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": "bad request", "detail": malformed.to_string() }),
@@ -673,12 +686,7 @@ impl Shared {
                 None => boxed(routes.route(&req, conn, &admission)),
             },
         };
-        let seen = Seen {
-            started,
-            method: req.method(),
-            path: req.uri().path(),
-            version: req.version(),
-        };
+        let seen = Seen::of(&req, started);
         // No `with_hsts`: the built-in answers and refusals carry HSTS from
         // the header maps they start from (`http::AnswerHeaders`).
         debug_assert!(

@@ -162,6 +162,40 @@ async fn the_header_is_ignored_from_untrusted_peers_and_malformed_is_400() {
     assert_eq!(json["reason"], "invalid_certificate", "{json}");
 }
 
+#[tokio::test]
+async fn a_malformed_header_is_logged_as_a_400_request() {
+    let pki = TestPki::new();
+    let mut command = common::mtls_command(pki.dir.path());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--client-auth",
+            "optional",
+        ])
+        .args(["--trust-forwarded-cert", "azure"])
+        .args(["--trusted-proxy", "127.0.0.1/32"])
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key")
+        .env("CLIENT_CA", "ca.crt");
+    let mut server = common::ServeProcess::start(command);
+    let answer = request_with_headers(
+        server.addr,
+        &ClientOptions::new(&pki),
+        "GET",
+        "/whoami",
+        &[("x-arr-clientcert", "not base64!")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let line = server.wait_for("mtls::access");
+    assert!(line.contains("path=\"/whoami\""), "{line}");
+    assert!(line.contains("status=400"), "{line}");
+    server.terminate();
+}
+
 #[test]
 fn trusting_forwarded_certificates_needs_proxies_and_client_auth() {
     let pki = TestPki::new();
