@@ -445,7 +445,11 @@ fn with_body(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response<B
 
 /// The content type and the security headers of an answer of ours.
 fn own_headers(content_type: &'static str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+    // Room for hyper's `date` and `content-length`, which its HTTP/2 side
+    // inserts into the map (HTTP/1.1 writes them straight out): a copy of a
+    // full map would be rehashed into a larger one on every answer
+    // (callgrind, h2 keep-alive `GET /`: 39.6 k -> 39.0 k instructions).
+    let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // JSON is never to be sniffed as HTML, and pages that show a client's
     // identity have no business inside another site's frame.
