@@ -127,27 +127,31 @@ fn each_load_mode_completes_verified_operations_and_reads_the_server_cpu() {
 }
 
 #[test]
-fn keepalive_with_hyper_client_answers_too() {
+fn keepalive_with_hyper_clients_answers_too() {
     let pki = pki();
     let bare = Bare::start(pki.path());
-    let run = result(&loadgen(
-        pki.path(),
-        &bare.addr,
-        &[
-            "--mode",
-            "keepalive",
-            "--http",
-            "hyper",
-            "--connections",
-            "2",
-            "--warmup",
-            "0.1",
-            "--duration",
-            "0.3",
-        ],
-    ));
-    assert!(run["ops"].as_u64().unwrap() > 0, "{run}");
-    assert_eq!(run["errors"], 0, "{run}");
+    for http in ["hyper", "h2"] {
+        let run = result(&loadgen(
+            pki.path(),
+            &bare.addr,
+            &[
+                "--mode",
+                "keepalive",
+                "--http",
+                http,
+                "--connections",
+                "2",
+                "--warmup",
+                "0.1",
+                "--duration",
+                "0.3",
+            ],
+        ));
+        assert_eq!(run["http"], http, "{run}");
+        assert!(run["ops"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(run["errors"], 0, "{run}");
+        assert_eq!(run["reconnects"], 0, "{run}");
+    }
 }
 
 #[test]
@@ -155,28 +159,36 @@ fn hold_mode_keeps_connections_open_and_measures_server_memory() {
     let pki = pki();
     let bare = Bare::start(pki.path());
     let pid = bare.child.id().to_string();
-    let run = result(&loadgen(
-        pki.path(),
-        &bare.addr,
-        &[
-            "--mode",
-            "hold",
-            "--hold",
-            "50",
-            "--connections",
-            "8",
-            "--duration",
-            "0.2",
-            "--server-pid",
-            &pid,
-        ],
-    ));
-    assert_eq!(run["opened"], 50, "{run}");
-    assert_eq!(run["held_at_measure"], 50, "{run}");
-    assert_eq!(run["errors"], 0, "{run}");
-    assert_eq!(run["dropped_by_server"], 0, "{run}");
-    assert!(run["server_rss_after"].as_u64().unwrap() > 0, "{run}");
-    assert!(run["rss_per_conn_bytes"].is_number(), "{run}");
+    // The default HTTP/1.1 request, and h2 (the bare server offers both).
+    for http in ["raw", "h2"] {
+        let run = result(&loadgen(
+            pki.path(),
+            &bare.addr,
+            &[
+                "--mode",
+                "hold",
+                "--http",
+                http,
+                "--hold",
+                "50",
+                "--connections",
+                "8",
+                "--duration",
+                "0.2",
+                "--server-pid",
+                &pid,
+            ],
+        ));
+        assert_eq!(run["opened"], 50, "{http}: {run}");
+        assert_eq!(run["held_at_measure"], 50, "{http}: {run}");
+        assert_eq!(run["errors"], 0, "{http}: {run}");
+        assert_eq!(run["dropped_by_server"], 0, "{http}: {run}");
+        assert!(
+            run["server_rss_after"].as_u64().unwrap() > 0,
+            "{http}: {run}"
+        );
+        assert!(run["rss_per_conn_bytes"].is_number(), "{http}: {run}");
+    }
 }
 
 #[test]

@@ -6,9 +6,11 @@
 //!   (resumption disabled), `Connection: close`.
 //! - `resumed`: the same, resuming a TLS 1.3 session each time; every
 //!   handshake is checked and the ones that did not resume are counted.
-//! - `keepalive`: HTTP/1.1 requests on persistent connections.
+//! - `keepalive`: requests on persistent connections (HTTP/1.1, or h2 with
+//!   `--http h2`).
 //! - `hold`: opens `--hold` connections (handshake and one request each),
-//!   keeps them idle, and reports the server's memory per connection.
+//!   keeps them idle, and reports the server's memory per connection
+//!   (HTTP/1.1, or h2 with `--http h2`).
 //! - `startup`: starts the server command given after `--` and reports the
 //!   time from exec to its first answered mTLS request.
 //!
@@ -28,7 +30,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use mtls_bench::latency::Latencies;
 use mtls_bench::tickets::TicketStore;
 use mtls_bench::{Provider, http1, load_certs, load_key, load_roots, procfs, x25519_only};
@@ -39,6 +41,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -58,6 +61,9 @@ enum HttpClient {
     Raw,
     /// hyper's HTTP/1.1 client connection.
     Hyper,
+    /// hyper's HTTP/2 client connection (ALPN "h2"), one request at a time
+    /// per connection.
+    H2,
 }
 
 #[derive(Parser)]
@@ -102,7 +108,7 @@ struct Args {
     /// measured; give nginx's master and worker.
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
-    /// HTTP client for `keepalive` mode.
+    /// HTTP client for `keepalive` mode; `h2` also in `hold` mode.
     #[arg(long, value_enum, default_value_t = HttpClient::Raw)]
     http: HttpClient,
     /// Connections to open and hold in `hold` mode.
@@ -205,8 +211,11 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         .with_root_certificates(load_roots(&args.ca)?)
         .with_client_auth_cert(load_certs(&args.cert)?, load_key(&args.key)?)
         .context("the client certificate and key do not fit together")?;
-    // Only HTTP/1.1 is spoken, so only HTTP/1.1 is offered.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Only the protocol spoken is offered.
+    config.alpn_protocols = match args.http {
+        HttpClient::H2 => vec![b"h2".to_vec()],
+        HttpClient::Raw | HttpClient::Hyper => vec![b"http/1.1".to_vec()],
+    };
     config.resumption = match args.mode {
         Mode::Resumed => Resumption::store(Arc::new(TicketStore::new(4096))),
         _ => Resumption::disabled(),
@@ -329,7 +338,9 @@ async fn keepalive_worker(target: Arc<Target>, run: Arc<Run>) -> Latencies {
         };
         let ended = match target.http {
             HttpClient::Raw => keepalive_raw(&target, &run, tls, &mut latencies).await,
-            HttpClient::Hyper => keepalive_hyper(&target, &run, tls, &mut latencies).await,
+            HttpClient::Hyper | HttpClient::H2 => {
+                keepalive_hyper(&target, &run, tls, &mut latencies).await
+            }
         };
         if let Err(err) = ended {
             run.error(err);
@@ -362,36 +373,80 @@ async fn keepalive_raw(
     Ok(())
 }
 
+/// hyper's client side of one connection, for `--http hyper` and `h2`.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+impl Sender {
+    /// The HTTP handshake over `tls`; the connection's task runs until the
+    /// connection ends.
+    async fn handshake(
+        target: &Target,
+        tls: TlsStream<TcpStream>,
+    ) -> anyhow::Result<(Sender, JoinHandle<()>)> {
+        let io = TokioIo::new(tls);
+        Ok(match target.http {
+            HttpClient::H2 => {
+                let (sender, connection) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                (Sender::H2(sender), tokio::spawn(ignore_end(connection)))
+            }
+            HttpClient::Raw | HttpClient::Hyper => {
+                let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                (Sender::H1(sender), tokio::spawn(ignore_end(connection)))
+            }
+        })
+    }
+
+    /// One GET of `--path`, its answer checked.
+    async fn get(&mut self, target: &Target) -> anyhow::Result<()> {
+        let response = match self {
+            Sender::H1(sender) => {
+                let request = Request::get(target.path.as_str())
+                    .header(hyper::header::HOST, target.host.as_str())
+                    .body(Empty::new())?;
+                sender.send_request(request).await?
+            }
+            Sender::H2(sender) => {
+                // h2 names the host in :authority, taken from the URI.
+                let uri = format!("https://{}{}", target.host, target.path);
+                sender
+                    .send_request(Request::get(uri).body(Empty::new())?)
+                    .await?
+            }
+        };
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if status != hyper::StatusCode::OK {
+            bail!("status {status} instead of 200");
+        }
+        if !body
+            .windows(target.expect.len())
+            .any(|w| w == target.expect)
+        {
+            bail!("unexpected body: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(())
+    }
+}
+
+/// A connection task's end: how it ended shows in the requests.
+async fn ignore_end<F: Future>(connection: F) {
+    let _ = connection.await;
+}
+
 async fn keepalive_hyper(
     target: &Target,
     run: &Run,
     tls: TlsStream<TcpStream>,
     latencies: &mut Latencies,
 ) -> anyhow::Result<()> {
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls)).await?;
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = Sender::handshake(target, tls).await?;
     while !run.stopped() {
         let started = Instant::now();
-        let request = Request::get(target.path.as_str())
-            .header(hyper::header::HOST, target.host.as_str())
-            .body(Empty::new())?;
-        let exchange = async {
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            if status != hyper::StatusCode::OK {
-                bail!("status {status} instead of 200");
-            }
-            if !body
-                .windows(target.expect.len())
-                .any(|w| w == target.expect)
-            {
-                bail!("unexpected body: {}", String::from_utf8_lossy(&body));
-            }
-            Ok(())
-        };
-        tokio::time::timeout(target.timeout, exchange)
+        tokio::time::timeout(target.timeout, sender.get(target))
             .await
             .context("no response within the --timeout")??;
         if run.measuring() {
@@ -518,22 +573,16 @@ async fn hold(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
                 (opened.clone(), dropped.clone(), released.clone());
             tokio::spawn(async move {
                 let permit = opening.acquire_owned().await;
-                let open = async {
-                    let mut tls = connect(&target).await?;
-                    let mut buf = Vec::new();
-                    http1::exchange(&mut tls, &target.request, &target.expect, &mut buf).await?;
-                    anyhow::Ok(tls)
-                };
-                let mut tls = match tokio::time::timeout(target.timeout, open).await {
-                    Ok(Ok(tls)) => tls,
+                let mut held = match tokio::time::timeout(target.timeout, Held::open(&target)).await
+                {
+                    Ok(Ok(held)) => held,
                     Ok(Err(err)) => return run.error(err),
                     Err(_) => return run.error(anyhow::anyhow!("not opened within the --timeout")),
                 };
                 drop(permit);
                 opened.fetch_add(1, Ordering::Relaxed);
-                let mut byte = [0u8; 1];
                 tokio::select! {
-                    _ = tls.read(&mut byte) => {
+                    _ = held.closed() => {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
                     _ = released.wait_for(|released| *released) => {}
@@ -578,6 +627,48 @@ async fn hold(args: &Args, target: Arc<Target>) -> anyhow::Result<Value> {
         "rss_per_conn_bytes": per_conn(after.rss, before.rss),
         "pss_per_conn_bytes": per_conn(after.pss, before.pss),
     }))
+}
+
+/// An idle connection of `hold` mode.
+enum Held {
+    /// Read from only to notice the server closing it.
+    H1(Box<TlsStream<TcpStream>>),
+    /// The sender keeps the connection open; the connection's task ends
+    /// when the server closes it (it answers the server's pings meanwhile).
+    H2 {
+        _sender: Sender,
+        connection: JoinHandle<()>,
+    },
+}
+
+impl Held {
+    /// A handshake and one request.
+    async fn open(target: &Target) -> anyhow::Result<Held> {
+        let mut tls = connect(target).await?;
+        if target.http == HttpClient::H2 {
+            let (mut sender, connection) = Sender::handshake(target, tls).await?;
+            sender.get(target).await?;
+            return Ok(Held::H2 {
+                _sender: sender,
+                connection,
+            });
+        }
+        let mut buf = Vec::new();
+        http1::exchange(&mut tls, &target.request, &target.expect, &mut buf).await?;
+        Ok(Held::H1(Box::new(tls)))
+    }
+
+    /// Returns when the server has closed the connection.
+    async fn closed(&mut self) {
+        match self {
+            Held::H1(tls) => {
+                let _ = tls.read(&mut [0u8; 1]).await;
+            }
+            Held::H2 { connection, .. } => {
+                let _ = connection.await;
+            }
+        }
+    }
 }
 
 /// `startup`: exec the server command, then try a full mTLS request every
