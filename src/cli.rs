@@ -453,7 +453,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 
-    /// Interval of HTTP/2 keep-alive pings on idle connections.
+    /// An HTTP/2 connection with no stream open this long is closed; also
+    /// the interval of HTTP/2 keep-alive pings.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -122,6 +122,13 @@ impl ParkState {
         [InFlight(self.clone()), InFlight(self.clone())]
     }
 
+    /// For an h2 connection, which is never parked: true when no stream is
+    /// open and none was started since the last look.
+    pub fn idle_since_last_look(&self) -> bool {
+        let started = self.dispatched.swap(false, Relaxed);
+        !started && self.in_flight.load(Relaxed) == 0
+    }
+
     fn got_bytes(&self) {
         self.got_any.store(true, Relaxed);
         if self.in_flight.load(Relaxed) == 0 {

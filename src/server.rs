@@ -105,6 +105,8 @@ struct Shared {
     /// the handshake so that idle or hostile clients cannot exhaust memory.
     connection_slots: Arc<Semaphore>,
     handshake_timeout: Duration,
+    /// An h2 connection without an open stream this long is closed.
+    h2_idle_timeout: Duration,
     /// Strict-Transport-Security for every answer, unless already set.
     hsts: Option<HeaderValue>,
 }
@@ -202,6 +204,7 @@ impl Server {
             proxy_protocol: config.proxy_protocol.clone(),
             connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             handshake_timeout: config.handshake_timeout,
+            h2_idle_timeout: limits.idle_timeout,
             hsts: config.hsts.clone(),
         });
         Ok(Server {
@@ -475,21 +478,19 @@ async fn serve_connection(
     // HTTP/1.1 unless the client asked for h2: over TLS, h2 needs ALPN
     // (RFC 9113, section 3.2).
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let park = (!h2).then(|| Arc::new(ParkState::default()));
+    // HTTP/1.1: parked between requests. h2: counts the open streams, so an
+    // idle connection can be closed.
+    let park = Arc::new(ParkState::default());
     let service_park = park.clone();
     let service_shared = shared.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         // Marked when hyper calls the service, not when it first polls the
         // future: hyper may read in between.
-        let (reading, answering) = match &service_park {
-            Some(park) => {
-                let may_upgrade = req.method() == hyper::Method::CONNECT
-                    || req.headers().contains_key(hyper::header::UPGRADE);
-                let [reading, answering] = park.dispatched(may_upgrade);
-                (Some(reading), Some(answering))
-            }
-            None => (None, None),
-        };
+        let may_upgrade = !h2
+            && (req.method() == hyper::Method::CONNECT
+                || req.headers().contains_key(hyper::header::UPGRADE));
+        let [reading, answering] = service_park.dispatched(may_upgrade);
+        let (reading, answering) = (Some(reading), Some(answering));
         let req = req.map(|body| TrackedBody::new(body, reading));
         let answer = service_shared.respond(req, &conn_info, &material);
         async move {
@@ -503,8 +504,8 @@ async fn serve_connection(
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, answering)))
         }
     });
-    let served = match park {
-        Some(park) => parking::serve(
+    let served = match h2 {
+        false => parking::serve(
             &shared.http1,
             stream,
             service,
@@ -516,7 +517,16 @@ async fn serve_connection(
         .await
         .map_err(Into::into),
         // Boxed: inline, h2's larger state would enlarge every connection task.
-        None => Box::pin(serve_h2(&shared.http2, stream, service, stop)).await,
+        true => {
+            Box::pin(serve_h2(
+                &shared.http2,
+                stream,
+                service,
+                (&park, shared.h2_idle_timeout),
+                stop,
+            ))
+            .await
+        }
     };
     if let Err(err) = served {
         debug!(peer = %peer, error = %err, "connection ended with an error");
@@ -524,12 +534,14 @@ async fn serve_connection(
     shared.metrics.active_connections.dec();
 }
 
-/// Serves an h2 connection until it ends or the server stops, then lets
-/// the streams in flight finish.
+/// Serves an h2 connection until it ends, the server stops or it has been
+/// idle (no stream open) for `idle_timeout`, then lets the streams in
+/// flight finish.
 async fn serve_h2<S>(
     http: &http2::Builder<TokioExecutor>,
     stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
+    (streams, idle_timeout): (&ParkState, Duration),
     mut stop: Stop,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
@@ -545,8 +557,24 @@ where
     tokio::select! {
         served = conn.as_mut() => return served.map_err(Into::into),
         () = stop.requested() => conn.as_mut().graceful_shutdown(),
+        () = h2_idle(streams, idle_timeout) => {
+            debug!("closing an HTTP/2 connection idle for --idle-timeout");
+            conn.as_mut().graceful_shutdown();
+        }
     }
     conn.await.map_err(Into::into)
+}
+
+/// Returns once an h2 connection has had no stream open for a whole
+/// `idle_timeout`: between one and two of them after its last stream
+/// ended. A look per period, instead of a timer reset per request.
+async fn h2_idle(streams: &ParkState, idle_timeout: Duration) {
+    loop {
+        tokio::time::sleep(idle_timeout).await;
+        if streams.idle_since_last_look() {
+            return;
+        }
+    }
 }
 
 /// Closes a connection whose handshake failed so that the alert rustls

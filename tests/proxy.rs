@@ -811,3 +811,53 @@ async fn a_body_over_the_limit_gets_413_declared_or_streamed() {
         );
     }
 }
+
+/// `--idle-timeout` closes an h2 connection that has had no stream open
+/// for that long, and never one whose stream is still being answered.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_but_not_while_a_stream_is_open() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let mut config = proxied(
+        &pki,
+        ClientAuthMode::Off,
+        &format!("http://{}", upstream.addr),
+        "",
+    );
+    config.limits.idle_timeout = Duration::from_secs(1);
+    let server = TestServer::start(config).await;
+    let options = ClientOptions::new(&pki).alpn_h2();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(options.rustls_config()));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(options.server_name.clone()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let mut connection = tokio::spawn(connection);
+    let get = |path: &str| {
+        hyper::Request::get(format!("https://api.flaskmtlsauth.com{path}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+
+    // The upstream answers /slow after 3 s: three idle timeouts with the
+    // stream open, and the connection must carry the answer.
+    let response = sender.send_request(get("/slow")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    assert!(!connection.is_finished(), "closed while a stream was open");
+
+    // Then idle: closed (GOAWAY) within two idle timeouts.
+    let closed = tokio::time::timeout(Duration::from_secs(4), &mut connection).await;
+    assert!(
+        closed.is_ok(),
+        "an idle h2 connection was still open after 4 s"
+    );
+    assert!(sender.send_request(get("/")).await.is_err());
+}
