@@ -165,20 +165,10 @@ async fn the_header_is_ignored_from_untrusted_peers_and_malformed_is_400() {
 #[tokio::test]
 async fn a_malformed_header_is_logged_as_a_400_request() {
     let pki = TestPki::new();
-    let mut command = common::mtls_command(pki.dir.path());
+    let mut command = common::serve_command(&pki, "optional");
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--client-auth",
-            "optional",
-        ])
         .args(["--trust-forwarded-cert", "azure"])
-        .args(["--trusted-proxy", "127.0.0.1/32"])
-        .env("SERVER_CERT", "server.crt")
-        .env("SERVER_KEY", "server.key")
-        .env("CLIENT_CA", "ca.crt");
+        .args(["--trusted-proxy", "127.0.0.1/32"]);
     let mut server = common::ServeProcess::start(command);
     let answer = request_with_headers(
         server.addr,

@@ -413,6 +413,19 @@ pub fn mtls_command(dir: &Path) -> Command {
     command
 }
 
+/// `mtls serve` on 127.0.0.1:0 in the test PKI's directory, with its
+/// server certificate, its CA for clients and `--client-auth client_auth`.
+pub fn serve_command(pki: &TestPki, client_auth: &str) -> Command {
+    let mut command = mtls_command(pki.dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--client-auth"])
+        .arg(client_auth)
+        .env("SERVER_CERT", "server.crt")
+        .env("SERVER_KEY", "server.key")
+        .env("CLIENT_CA", "ca.crt");
+    command
+}
+
 /// The socket address that follows `prefix` in a log line.
 fn address_after(line: &str, prefix: &str) -> SocketAddr {
     let addr: String = line
