@@ -449,7 +449,8 @@ pub struct ServeArgs {
 
     /// Time a client may leave an answer unread: when the server has more
     /// to send and the client has taken none of it for this long, the
-    /// connection is closed (nginx's send_timeout). HTTP/1.1.
+    /// HTTP/1.1 connection is closed, the HTTP/2 stream reset (nginx's
+    /// send_timeout).
     #[arg(long, env = "SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod drain;
+pub mod h2_send_timeout;
 pub mod hsts;
 pub mod http;
 pub mod identity;

@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, STRICT_TRANSPORT_SECURITY};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -26,6 +26,7 @@ use crate::admin;
 use crate::audit::Audit;
 use crate::config::{ClientAuthMode, ServeConfig};
 use crate::drain::{Drain, Stop};
+use crate::h2_send_timeout::{SentBody, StreamExecutor};
 use crate::hsts;
 use crate::http::Body;
 use crate::http::json_response;
@@ -85,7 +86,7 @@ struct Shared {
     /// Optional mode: the chain is verified after the handshake.
     deferred_verification: bool,
     /// h2 connections (ALPN "h2").
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<StreamExecutor>,
     /// HTTP/1.1 connections, parked while idle (src/parking.rs).
     http1: http1::Builder,
     /// How long an HTTP/1.1 connection waits for its next request, and
@@ -141,7 +142,10 @@ impl Server {
         // `max_headers` hyper allocates and fills the header array on every
         // request instead of using its stack array (callgrind: 2.7k
         // instructions of 32k per keep-alive request).
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // Every stream's task runs under the send timeout.
+        let mut http2 = http2::Builder::new(StreamExecutor {
+            send_timeout: limits.send_timeout,
+        });
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
@@ -501,7 +505,9 @@ async fn serve_connection(
                 }
                 Answer::Upstream(exchange) => exchange.await,
             };
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, answering)))
+            // Over h2, in the stream's task: under the send timeout.
+            let sent = if h2 { SentBody::h2 } else { SentBody::http1 };
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(sent(body), answering)))
         }
     });
     let served = match h2 {
@@ -538,7 +544,7 @@ async fn serve_connection(
 /// idle (no stream open) for `idle_timeout`, then lets the streams in
 /// flight finish.
 async fn serve_h2<S>(
-    http: &http2::Builder<TokioExecutor>,
+    http: &http2::Builder<StreamExecutor>,
     stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
     (streams, idle_timeout): (&ParkState, Duration),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use common::upstream::{EchoUpstream, received};
 use common::{
-    ClientOptions, ServeProcess, TestPki, TestServer, get, mtls_command, request_with_headers,
+    ClientOptions, ServeProcess, TestPki, TestServer, get, h2_connect, h2_get, mtls_command,
+    request_with_headers,
 };
 use hyper::StatusCode;
 use mtls::cert::CertDetails;
@@ -816,8 +817,7 @@ async fn a_body_over_the_limit_gets_413_declared_or_streamed() {
 /// for that long, and never one whose stream is still being answered.
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed_but_not_while_a_stream_is_open() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use http_body_util::BodyExt;
 
     let pki = TestPki::new();
     let upstream = EchoUpstream::start().await;
@@ -829,26 +829,11 @@ async fn an_idle_h2_connection_is_closed_but_not_while_a_stream_is_open() {
     );
     config.limits.idle_timeout = Duration::from_secs(1);
     let server = TestServer::start(config).await;
-    let options = ClientOptions::new(&pki).alpn_h2();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(options.rustls_config()));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(options.server_name.clone()).unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    let mut connection = tokio::spawn(connection);
-    let get = |path: &str| {
-        hyper::Request::get(format!("https://api.flaskmtlsauth.com{path}"))
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap()
-    };
+    let (mut sender, mut connection) = h2_connect(server.addr, &pki, None).await;
 
     // The upstream answers /slow after 3 s: three idle timeouts with the
     // stream open, and the connection must carry the answer.
-    let response = sender.send_request(get("/slow")).await.unwrap();
+    let response = sender.send_request(h2_get("/slow")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.into_body().collect().await.unwrap();
     assert!(!connection.is_finished(), "closed while a stream was open");
@@ -859,5 +844,114 @@ async fn an_idle_h2_connection_is_closed_but_not_while_a_stream_is_open() {
         closed.is_ok(),
         "an idle h2 connection was still open after 4 s"
     );
-    assert!(sender.send_request(get("/")).await.is_err());
+    assert!(sender.send_request(h2_get("/")).await.is_err());
+}
+
+/// An h2 server with `--send-timeout 1s` in front of the test upstream.
+async fn h2_send_timeout_server(pki: &TestPki, upstream: &EchoUpstream) -> TestServer {
+    let mut config = proxied(pki, ClientAuthMode::Off, &upstream.url(), "");
+    config.limits.send_timeout = Duration::from_secs(1);
+    TestServer::start(config).await
+}
+
+/// An h2 stream whose client stops granting it window is reset after
+/// `--send-timeout` (nginx's send_timeout), and the upstream's answer is
+/// dropped with it; the connection stays open for other streams.
+#[tokio::test]
+async fn an_h2_stream_the_client_stops_reading_is_reset_after_the_send_timeout() {
+    use http_body_util::BodyExt;
+
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let server = h2_send_timeout_server(&pki, &upstream).await;
+    let (mut sender, connection) = h2_connect(server.addr, &pki, Some(65_535)).await;
+
+    // 64 MiB asked for, 64 KiB of window (h2's default) never given back.
+    let response = sender.send_request(h2_get("/big")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut body = response.into_body();
+    let mut received = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => received += frame.data_ref().map_or(0, |data| data.len()),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("the stream neither ended nor was reset within 10 s");
+    let reset = ended.expect_err("the whole answer came: the stalled stream was not reset");
+    assert!(
+        format!("{reset:?}").contains("CANCEL"),
+        "the stream should end with RST_STREAM CANCEL: {reset:?}"
+    );
+    assert!(
+        received < 1 << 20,
+        "{received} bytes received before the reset"
+    );
+
+    // The connection and its other streams go on.
+    assert!(!connection.is_finished());
+    let response = sender.send_request(h2_get("/other")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+}
+
+/// A client that grants no window at all holds even a built-in answer; the
+/// stream is reset after `--send-timeout` all the same.
+#[tokio::test]
+async fn an_h2_stream_given_no_window_is_reset_after_the_send_timeout() {
+    use http_body_util::BodyExt;
+
+    let pki = TestPki::new();
+    let mut config = pki.config(ClientAuthMode::Off);
+    config.limits.send_timeout = Duration::from_secs(1);
+    let server = TestServer::start(config).await;
+    let (mut sender, connection) = h2_connect(server.addr, &pki, Some(0)).await;
+
+    let response = sender.send_request(h2_get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the stream was not reset within 10 s");
+    assert!(body.is_err(), "a body came through a window of 0");
+    assert!(!connection.is_finished());
+}
+
+/// What the send timeout must leave alone: an answer that waits for the
+/// app (the upstream's head after 3 s, a streamed body with a 3 s pause),
+/// and a client that reads slowly but goes on reading.
+#[tokio::test]
+async fn the_h2_send_timeout_spares_a_waiting_app_and_a_slow_reader() {
+    use common::upstream::DRIP_CHUNK;
+    use http_body_util::BodyExt;
+
+    let pki = TestPki::new();
+    let upstream = EchoUpstream::start().await;
+    let server = h2_send_timeout_server(&pki, &upstream).await;
+    // h2's default window of 64 KiB: the client grants more each time it
+    // has read half of it.
+    let (mut sender, _connection) = h2_connect(server.addr, &pki, Some(65_535)).await;
+
+    let response = sender.send_request(h2_get("/slow")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+
+    let response = sender.send_request(h2_get("/drip")).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, [DRIP_CHUNK, DRIP_CHUNK].concat());
+
+    // 3 s of reading, a 16 KiB frame every 0.25 s: the client grants
+    // window every 0.5 s, and never lets a whole second pass without taking
+    // some of the answer.
+    let response = sender.send_request(h2_get("/big")).await.unwrap();
+    let mut body = response.into_body();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let frame = body.frame().await.expect("the answer ended early");
+        frame.expect("a slow reader's stream was reset");
+    }
 }

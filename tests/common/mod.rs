@@ -244,6 +244,39 @@ impl Answer {
     }
 }
 
+/// An h2 connection to `addr` with hyper's client: the sender, and the
+/// connection's task (it answers pings; it ends when the server closes).
+/// `stream_window`: the client's initial stream window (SETTINGS), when not
+/// h2's default of 64 KiB.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    pki: &TestPki,
+    stream_window: Option<u32>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let options = ClientOptions::new(pki).alpn_h2();
+    let connector = TlsConnector::from(Arc::new(options.rustls_config()));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(options.server_name.clone()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(stream_window)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+/// A GET of `path` for [`h2_connect`]'s sender.
+pub fn h2_get(path: &str) -> Request<Empty<Bytes>> {
+    Request::get(format!("https://{DOMAIN}{path}"))
+        .body(Empty::new())
+        .unwrap()
+}
+
 /// One GET over a fresh TLS connection. Errors keep their source chain, so
 /// tests can find the rustls error (and the TLS alert) inside.
 pub async fn get(

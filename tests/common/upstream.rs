@@ -3,6 +3,8 @@
 //!   body length counted while streaming, never buffered);
 //! - `/slow` (and paths that start so): answers after 3 seconds;
 //! - `/big`: [`BIG`] bytes of zeros;
+//! - `/drip`: [`DRIP_CHUNK`], then 3 seconds later the same again (a
+//!   streamed answer whose app pauses, like server-sent events);
 //! - `/ws` with `Upgrade`: 101, then echoes every byte back.
 
 use std::convert::Infallible;
@@ -12,8 +14,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,6 +29,40 @@ pub const BIG: usize = 64 << 20;
 /// Allocated once, when first asked for. A `static [u8; BIG]` would sit in
 /// `.rodata`: 64 MiB in every test binary, which filled a CI machine's disk.
 static ZEROS: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(vec![0; BIG]));
+
+/// What `/drip` sends twice.
+pub const DRIP_CHUNK: &[u8] = b"data: drip\n\n";
+
+/// `/drip`'s body: a chunk, a pause, a chunk.
+struct Drip {
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    sent: u8,
+}
+
+impl Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if self.sent == 2 {
+            return Poll::Ready(None);
+        }
+        if self.sent == 1 {
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_secs(3))));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.sent += 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DRIP_CHUNK)))))
+    }
+}
 
 pub struct EchoUpstream {
     pub addr: SocketAddr,
@@ -75,13 +112,28 @@ impl EchoUpstream {
     }
 }
 
-async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+type AnswerBody = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: Bytes) -> AnswerBody {
+    Full::new(bytes).boxed()
+}
+
+async fn answer(mut req: Request<Incoming>) -> Result<Response<AnswerBody>, Infallible> {
     let path = req.uri().path().to_owned();
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if path == "/big" {
-        return Ok(Response::new(Full::new(ZEROS.clone())));
+        return Ok(Response::new(full(ZEROS.clone())));
+    }
+    if path == "/drip" {
+        return Ok(Response::new(
+            Drip {
+                pause: None,
+                sent: 0,
+            }
+            .boxed(),
+        ));
     }
     if path == "/ws" && req.headers().contains_key(hyper::header::UPGRADE) {
         let upgrade = hyper::upgrade::on(&mut req);
@@ -91,7 +143,7 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
                 let _ = tokio::io::copy(&mut reader, &mut writer).await;
             }
         });
-        let mut response = Response::new(Full::new(Bytes::new()));
+        let mut response = Response::new(full(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         response
             .headers_mut()
@@ -129,7 +181,7 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         "headers": headers,
         "body_len": body_len,
     });
-    Ok(Response::new(Full::new(Bytes::from(json.to_string()))))
+    Ok(Response::new(full(Bytes::from(json.to_string()))))
 }
 
 /// The values of a header the upstream received (lowercase name).
