@@ -6,9 +6,10 @@
 # Every server runs on one core (taskset -c $BENCH_SERVER_CPU), the load
 # generator on another ($BENCH_CLIENT_CPU). For each repeat and each server:
 # start-up time, then full handshakes, resumed handshakes and keep-alive
-# requests (each after a warm-up, for $BENCH_SECONDS), then memory with
-# $BENCH_IDLE_CONNS idle connections. The table of medians goes to standard
-# output and to target/bench/results.md (and results.json).
+# requests over HTTP/1.1 and over HTTP/2 (each after a warm-up, for
+# $BENCH_SECONDS), then memory with $BENCH_IDLE_CONNS idle connections over
+# HTTP/1.1 and, after a restart, over HTTP/2. The table of medians goes to
+# standard output and to target/bench/results.md (and results.json).
 #
 # Settings (environment):
 #   BENCH_SECONDS      measured seconds per phase (10)
@@ -132,7 +133,9 @@ http {
     keepalive_timeout 300s;
     keepalive_requests 1000000000;
     server {
-        listen 127.0.0.1:$port ssl;
+        # h2 for the HTTP/2 phases (ALPN h2, as mtls and the bare server
+        # offer); the HTTP/1.1 phases offer only http/1.1.
+        listen 127.0.0.1:$port ssl http2;
         server_name $sni;
         ssl_protocols TLSv1.2 TLSv1.3;
         # The suite mtls and the bare server choose (AES-128-GCM, SHA-256
@@ -183,9 +186,14 @@ loadgen() { # loadgen RESULT-FILE ARGS...
         die "the load generator failed ($*); see $out/loadgen.log and $result"
 }
 
+hold() { # hold RESULT-FILE raw|h2: memory per idle connection
+    loadgen "$1" --mode hold --http "$2" --label "$server" --hold "$idle" --connections 64 \
+        --duration "$hold_seconds" --timeout 60 "${pid_args[@]}"
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
-start_server() { # sets server_pids
+start_server() { # sets server_pids, and pid_args for the load generator
     local name=$1
     server_command "$name"
     port_free || die "something already listens on 127.0.0.1:$port; set BENCH_PORT"
@@ -212,6 +220,8 @@ start_server() { # sets server_pids
             die "nginx should have one worker process, found: ${worker:-none}"
         server_pids+=("$worker")
     fi
+    pid_args=()
+    for pid in "${server_pids[@]}"; do pid_args+=(--server-pid "$pid"); done
 }
 
 stop_server() {
@@ -234,13 +244,17 @@ for repeat in $(seq "$repeats"); do
         server_command "$server"
         loadgen "$dir/startup.json" --mode startup --label "$server" -- taskset -c "$server_cpu" "${cmd[@]}"
         start_server "$server"
-        pid_args=()
-        for pid in "${server_pids[@]}"; do pid_args+=(--server-pid "$pid"); done
         for mode in full resumed keepalive; do
             loadgen "$dir/$mode.json" --mode "$mode" --label "$server" "${phase_args[@]}" "${pid_args[@]}"
         done
-        loadgen "$dir/hold.json" --mode hold --label "$server" --hold "$idle" --connections 64 \
-            --duration "$hold_seconds" --timeout 60 "${pid_args[@]}"
+        loadgen "$dir/keepalive-h2.json" --mode keepalive --http h2 --label "$server" \
+            "${phase_args[@]}" "${pid_args[@]}"
+        hold "$dir/hold.json" raw
+        # A new server for the HTTP/2 connections: memory freed by the
+        # first hold would be reused, and they would look cheaper.
+        stop_server
+        start_server "$server"
+        hold "$dir/hold-h2.json" h2
         stop_server
     done
 done

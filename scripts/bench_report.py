@@ -3,7 +3,8 @@
 mtls/nginx and mtls/bare, the crypto floor, and the targets of issue #4.
 
 Usage: bench_report.py OUT_DIR CRITERION_DIR
-Reads OUT_DIR/runs/REPEAT/SERVER/{startup,full,resumed,keepalive,hold}.json
+Reads OUT_DIR/runs/REPEAT/SERVER/{startup,full,resumed,keepalive,
+keepalive-h2,hold,hold-h2}.json
 (one JSON object each, written by the load generator) and the crypto floor
 estimates of criterion; writes OUT_DIR/results.md and OUT_DIR/results.json
 and prints the markdown.
@@ -134,49 +135,47 @@ def main():
         lambda s: worst(s, "resumed", "wrong_handshake_kind"),
         "{:,.0f}",
     )
-    row("keep-alive requests/s", lambda s: value(s, "keepalive", "ops_per_s"), "{:,.0f}")
-    row("keep-alive p50 µs", lambda s: value(s, "keepalive", "latency", "p50_us"), "{:,.0f}")
-    row(
-        "keep-alive p99 µs",
-        lambda s: value(s, "keepalive", "latency", "p99_us"),
-        "{:,.0f}",
-        "≤ nginx",
-        lambda v: (ratio(v, "nginx") or 9) <= 1.0,
-    )
-    row(
-        "server CPU µs per keep-alive request",
-        lambda s: value(s, "keepalive", "server_cpu_us_per_op"),
-        "{:,.2f}",
-        "≤ 1.0× bare, ≤ 0.8× nginx",
-        lambda v: (ratio(v, bare) or 9) <= 1.0 and (ratio(v, "nginx") or 9) <= 0.8,
-    )
-    row(
-        "RSS bytes per idle connection",
-        lambda s: value(s, "hold", "rss_per_conn_bytes"),
-        "{:,.0f}",
-        "≤ 0.6× nginx",
-        lambda v: (ratio(v, "nginx") or 9) <= 0.6,
-    )
-    row(
-        "PSS bytes per idle connection",
-        lambda s: value(s, "hold", "pss_per_conn_bytes"),
-        "{:,.0f}",
-        "≤ 0.6× nginx",
-        lambda v: (ratio(v, "nginx") or 9) <= 0.6,
-    )
-    row(
-        f"server RSS MiB with {idle:,} idle connections",
-        lambda s: (value(s, "hold", "server_rss_after") or 0) / 2**20 or None,
-        "{:,.1f}",
-    )
-    row(
-        f"idle connections held of {idle:,} (worst repeat)",
-        lambda s: min((r.get("held_at_measure") or 0) - (r.get("dropped_by_server") or 0)
-                      for r in runs.get(s, {}).get("hold", [{}])),
-        "{:,.0f}",
-        f"{idle:,}, no error",
-        lambda v: v.get("mtls") == idle and worst("mtls", "hold", "errors") == 0,
-    )
+    # HTTP/1.1, the protocol the issue's targets were written for, then h2
+    # against the same bars (phases keepalive-h2 and hold-h2).
+    for suffix, proto in [("", ""), ("-h2", " (h2)")]:
+        keepalive, hold = "keepalive" + suffix, "hold" + suffix
+        row(f"keep-alive requests/s{proto}", lambda s, p=keepalive: value(s, p, "ops_per_s"), "{:,.0f}")
+        row(f"keep-alive p50 µs{proto}", lambda s, p=keepalive: value(s, p, "latency", "p50_us"), "{:,.0f}")
+        row(
+            f"keep-alive p99 µs{proto}",
+            lambda s, p=keepalive: value(s, p, "latency", "p99_us"),
+            "{:,.0f}",
+            "≤ nginx",
+            lambda v: (ratio(v, "nginx") or 9) <= 1.0,
+        )
+        row(
+            f"server CPU µs per keep-alive request{proto}",
+            lambda s, p=keepalive: value(s, p, "server_cpu_us_per_op"),
+            "{:,.2f}",
+            "≤ 1.0× bare, ≤ 0.8× nginx",
+            lambda v: (ratio(v, bare) or 9) <= 1.0 and (ratio(v, "nginx") or 9) <= 0.8,
+        )
+        for measure in ["RSS", "PSS"]:
+            row(
+                f"{measure} bytes per idle connection{proto}",
+                lambda s, p=hold, m=measure.lower(): value(s, p, f"{m}_per_conn_bytes"),
+                "{:,.0f}",
+                "≤ 0.6× nginx",
+                lambda v: (ratio(v, "nginx") or 9) <= 0.6,
+            )
+        row(
+            f"server RSS MiB with {idle:,} idle connections{proto}",
+            lambda s, p=hold: (value(s, p, "server_rss_after") or 0) / 2**20 or None,
+            "{:,.1f}",
+        )
+        row(
+            f"idle connections held of {idle:,} (worst repeat){proto}",
+            lambda s, p=hold: min((r.get("held_at_measure") or 0) - (r.get("dropped_by_server") or 0)
+                                  for r in runs.get(s, {}).get(p, [{}])),
+            "{:,.0f}",
+            f"{idle:,}, no error",
+            lambda v, p=hold: v.get("mtls") == idle and worst("mtls", p, "errors") == 0,
+        )
     row(
         "errors, all phases (sum over repeats)",
         lambda s: sum(r.get("errors") or 0 for phase in runs.get(s, {}).values() for r in phase),
@@ -226,7 +225,7 @@ def main():
     busy = ["", "Share of its core each side used (1.00 = saturated; the busier side limits the rate):", ""]
     busy.append("| phase | " + " | ".join(f"{t} server / client" for t in titles) + " |")
     busy.append("|---|" + "---|" * len(titles))
-    for phase in ["full", "resumed", "keepalive"]:
+    for phase in ["full", "resumed", "keepalive", "keepalive-h2"]:
         cells = [
             f"{fmt('{:.2f}', value(s, phase, 'server_cpu_util'))} / {fmt('{:.2f}', value(s, phase, 'client_cpu_util'))}"
             for s in servers
