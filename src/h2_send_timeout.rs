@@ -10,9 +10,9 @@
 //!
 //! hyper runs every h2 stream as a task of its own, through the executor
 //! the connection was built with. [`StreamExecutor`] wraps each one: the
-//! stream's answer body ([`SentBody`], which finds the stream through a
-//! task-local) reports when the answer is ready and each time hyper takes
-//! a piece of it ([`SendProgress`]). hyper takes the next piece once the
+//! stream's answer body ([`SentBody`], polled inside the stream's task,
+//! which lends it the stream's progress through a thread-local) reports
+//! when the answer is ready and each time hyper takes a piece of it. hyper takes the next piece once the
 //! client has granted window for the one before, so pieces are cut to
 //! [`PIECE`] bytes at most: a client must take that much per timeout.
 //! Once the answer is ready, a stream that is waiting while its body is not
@@ -26,21 +26,23 @@
 //! not under the timeout. A stream answered in one piece, as every
 //! built-in answer is when the client grants window, never arms a timer.
 
-use std::future::{Future, poll_fn};
+use std::cell::Cell;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
-tokio::task_local! {
-    /// The progress of the h2 stream whose task is running.
-    static STREAM: Arc<SendProgress>;
+thread_local! {
+    /// The progress of the h2 stream being polled on this thread, if any:
+    /// moved in before each poll of a stream's task and back out after.
+    /// A plain value, not shared: no allocation, no atomics.
+    static POLLED_STREAM: Cell<Option<SendProgress>> = const { Cell::new(None) };
 }
 
 /// hyper's executor for the tasks of h2 streams: each runs under the send
@@ -55,7 +57,13 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, stream: F) {
-        tokio::spawn(under_send_timeout(stream, self.send_timeout));
+        tokio::spawn(UnderSendTimeout {
+            stream,
+            send_timeout: self.send_timeout,
+            progress: SendProgress::default(),
+            deadline: None,
+            taken_when_armed: None,
+        });
     }
 }
 
@@ -64,61 +72,77 @@ where
 /// pieces as large as hyper's read buffer grows (hundreds of KiB).
 pub const PIECE: usize = 16 * 1024;
 
-/// What the answer of one h2 stream reports to its task. Atomics only
-/// because hyper wants `Send`: only the stream's task touches them.
-#[derive(Debug, Default)]
-pub struct SendProgress {
+/// What the answer of one h2 stream reports to its task.
+#[derive(Clone, Copy, Debug, Default)]
+struct SendProgress {
     /// The answer's head is ready: from now on the stream waits either for
     /// its body or for the client.
-    answering: AtomicBool,
+    answering: bool,
     /// The body's last poll, in the task's current poll, found nothing yet.
-    body_waits: AtomicBool,
+    body_waits: bool,
     /// Pieces of the body hyper took: a new value means the client reads.
-    taken: AtomicU32,
+    taken: u32,
 }
 
 impl SendProgress {
-    /// After each poll of the answer's body.
-    fn body_polled<T>(&self, polled: &Poll<Option<T>>) {
-        self.body_waits.store(polled.is_pending(), Relaxed);
-        if let Poll::Ready(Some(_)) = polled {
-            self.taken
-                .store(self.taken.load(Relaxed).wrapping_add(1), Relaxed);
-        }
+    /// Updates the progress of the stream being polled on this thread; false
+    /// outside an h2 stream's task.
+    fn update(change: impl FnOnce(&mut SendProgress)) -> bool {
+        POLLED_STREAM.with(|polled| match polled.get() {
+            Some(mut progress) => {
+                change(&mut progress);
+                polled.set(Some(progress));
+                true
+            }
+            None => false,
+        })
     }
 
     /// The stream waits for the client, not for the app.
     fn waits_for_client(&self) -> bool {
-        self.answering.load(Relaxed) && !self.body_waits.load(Relaxed)
+        self.answering && !self.body_waits
     }
 }
 
-/// Runs one stream's task, and ends it once its answer has waited for the
-/// client `send_timeout` with nothing taken.
-async fn under_send_timeout<F: Future<Output = ()>>(stream: F, send_timeout: Duration) {
-    let progress = Arc::new(SendProgress::default());
-    let stream = STREAM.scope(progress.clone(), stream);
-    tokio::pin!(stream);
-    // On the heap, and only for a stream that ever waits for its client.
-    let mut deadline: Option<Pin<Box<Sleep>>> = None;
-    let mut armed = false;
-    let mut taken_when_armed = 0;
-    poll_fn(|cx| {
+pin_project! {
+    /// One stream's task, ended once its answer has waited for the client
+    /// `send_timeout` with nothing taken.
+    struct UnderSendTimeout<F> {
+        #[pin]
+        stream: F,
+        send_timeout: Duration,
+        progress: SendProgress,
+        // On the heap, and only for a stream that ever waits for its client.
+        deadline: Option<Pin<Box<Sleep>>>,
+        // Set while the deadline runs: the pieces taken when it was set.
+        taken_when_armed: Option<u32>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for UnderSendTimeout<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
         // Whether the body waits is known only if hyper polls it in this
         // poll. hyper does not when the client granted no window; then the
         // stream waits for the client whatever the body has.
-        progress.body_waits.store(false, Relaxed);
-        if stream.as_mut().poll(cx).is_ready() {
+        this.progress.body_waits = false;
+        let outer = POLLED_STREAM.replace(Some(*this.progress));
+        let polled = this.stream.poll(cx);
+        if let Some(progress) = POLLED_STREAM.replace(outer) {
+            *this.progress = progress;
+        }
+        if polled.is_ready() {
             return Poll::Ready(());
         }
-        if !progress.waits_for_client() {
-            armed = false;
+        if !this.progress.waits_for_client() {
+            *this.taken_when_armed = None;
             return Poll::Pending;
         }
-        let taken = progress.taken.load(Relaxed);
-        if let Some(sleep) = deadline
-            .as_mut()
-            .filter(|_| armed && taken == taken_when_armed)
+        let taken = this.progress.taken;
+        if let (Some(sleep), Some(armed)) = (this.deadline.as_mut(), *this.taken_when_armed)
+            && armed == taken
         {
             if sleep.as_mut().poll(cx).is_ready() {
                 debug!(
@@ -130,28 +154,27 @@ async fn under_send_timeout<F: Future<Output = ()>>(stream: F, send_timeout: Dur
             return Poll::Pending;
         }
         // Waiting anew, or the client took a piece since the timer was set.
-        armed = true;
-        taken_when_armed = taken;
-        let at = Instant::now() + send_timeout;
-        match &mut deadline {
-            Some(sleep) => sleep.as_mut().reset(at),
-            None => deadline = Some(Box::pin(tokio::time::sleep_until(at))),
-        }
-        if let Some(sleep) = &mut deadline {
-            // Registers the timer; it cannot have fired yet.
-            let _ = sleep.as_mut().poll(cx);
-        }
+        *this.taken_when_armed = Some(taken);
+        let at = Instant::now() + *this.send_timeout;
+        let sleep = match this.deadline {
+            Some(sleep) => {
+                sleep.as_mut().reset(at);
+                sleep
+            }
+            None => this.deadline.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        // Registers the timer; it cannot have fired yet.
+        let _ = sleep.as_mut().poll(cx);
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// An answer's body; over h2, reports to its stream's send timeout.
 #[derive(Debug)]
 pub struct SentBody<B> {
     body: B,
-    /// Set for the answer of an h2 stream.
-    progress: Option<Arc<SendProgress>>,
+    /// The answer of an h2 stream: reports its progress.
+    h2: bool,
     /// What is left of a data frame cut to [`PIECE`].
     rest: Bytes,
 }
@@ -161,7 +184,7 @@ impl<B> SentBody<B> {
     pub fn http1(body: B) -> Self {
         SentBody {
             body,
-            progress: None,
+            h2: false,
             rest: Bytes::new(),
         }
     }
@@ -170,13 +193,9 @@ impl<B> SentBody<B> {
     /// the service's future there): from now on the stream is answering.
     /// Outside a stream's task, as [`SentBody::http1`].
     pub fn h2(body: B) -> Self {
-        let progress = STREAM.try_with(Arc::clone).ok();
-        if let Some(progress) = &progress {
-            progress.answering.store(true, Relaxed);
-        }
         SentBody {
             body,
-            progress,
+            h2: SendProgress::update(|progress| progress.answering = true),
             rest: Bytes::new(),
         }
     }
@@ -191,9 +210,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for SentBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
-        let Some(progress) = &this.progress else {
+        if !this.h2 {
             return Pin::new(&mut this.body).poll_frame(cx);
-        };
+        }
         let polled = if this.rest.is_empty() {
             Pin::new(&mut this.body).poll_frame(cx).map(|frame| {
                 frame.map(|frame| {
@@ -211,7 +230,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for SentBody<B> {
             let piece = this.rest.split_to(this.rest.len().min(PIECE));
             Poll::Ready(Some(Ok(Frame::data(piece))))
         };
-        progress.body_polled(&polled);
+        SendProgress::update(|progress| {
+            progress.body_waits = polled.is_pending();
+            if let Poll::Ready(Some(_)) = polled {
+                progress.taken = progress.taken.wrapping_add(1);
+            }
+        });
         polled
     }
 
