@@ -25,6 +25,12 @@
 //! answer body has nothing more yet: a long poll, server-sent events) is
 //! not under the timeout. A stream answered in one piece, as every
 //! built-in answer is when the client grants window, never arms a timer.
+//!
+//! Not covered here: the last piece of an answer. hyper hands it to h2 as
+//! soon as the client granted any window, then the stream's task ends, and
+//! h2 holds the unsent rest (a client with a window of one byte gets one
+//! byte of `GET /`). Such a connection is idle by the streams' count and is
+//! closed by src/server.rs after two more `--idle-timeout`.
 
 use std::cell::Cell;
 use std::future::Future;

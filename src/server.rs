@@ -570,6 +570,17 @@ where
         () = h2_idle(streams, idle_timeout) => {
             debug!("closing an HTTP/2 connection idle for --idle-timeout");
             conn.as_mut().graceful_shutdown();
+            // No stream task is left, but h2 may still hold the unsent end
+            // of an answer (hyper's stream ends once h2 has taken its last
+            // piece, sent or not), which a client that grants no window
+            // never takes: closed after one more --idle-timeout.
+            return match tokio::time::timeout(idle_timeout, conn).await {
+                Ok(served) => served.map_err(Into::into),
+                Err(_) => {
+                    debug!("closing an HTTP/2 connection whose client takes none of its last answers");
+                    Ok(())
+                }
+            };
         }
     }
     conn.await.map_err(Into::into)

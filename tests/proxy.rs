@@ -955,3 +955,26 @@ async fn the_h2_send_timeout_spares_a_waiting_app_and_a_slow_reader() {
         frame.expect("a slow reader's stream was reset");
     }
 }
+
+/// The end of an answer that h2 holds after hyper's stream task is done
+/// (a window of 1 byte: hyper hands h2 the whole answer and finishes) is
+/// not under the stream's send timeout; the idle connection is closed
+/// after two more --idle-timeout all the same.
+#[tokio::test]
+async fn an_h2_connection_holding_an_unsent_answer_end_is_closed_when_idle() {
+    let pki = TestPki::new();
+    let mut config = pki.config(ClientAuthMode::Off);
+    config.limits.idle_timeout = Duration::from_secs(1);
+    let server = TestServer::start(config).await;
+    let (mut sender, mut connection) = h2_connect(server.addr, &pki, Some(1)).await;
+
+    let response = sender.send_request(h2_get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Idle after 1–2 s, then 1 s for the GOAWAY's streams to end.
+    let closed = tokio::time::timeout(Duration::from_secs(6), &mut connection).await;
+    assert!(
+        closed.is_ok(),
+        "a connection holding an unsent answer was still open after 6 s"
+    );
+    drop(response);
+}
