@@ -12,9 +12,10 @@
 //! the connection was built with. [`StreamExecutor`] wraps each one: the
 //! stream's answer body ([`SentBody`], polled inside the stream's task,
 //! which lends it the stream's progress through a thread-local) reports
-//! when the answer is ready and each time hyper takes a piece of it. hyper takes the next piece once the
-//! client has granted window for the one before, so pieces are cut to
-//! [`PIECE`] bytes at most: a client must take that much per timeout.
+//! when the answer is ready and each time hyper takes a piece of it.
+//! hyper takes the next piece once the client has granted window for the
+//! one before, so pieces are cut to [`PIECE`] bytes at most: a client must
+//! take that much per timeout.
 //! Once the answer is ready, a stream that is waiting while its body is not
 //! (hyper does not poll a body when the client granted no window) is
 //! waiting for the client. If that lasts `--send-timeout` with no piece
@@ -29,8 +30,8 @@
 //! Not covered here: the last piece of an answer. hyper hands it to h2 as
 //! soon as the client granted any window, then the stream's task ends, and
 //! h2 holds the unsent rest (a client with a window of one byte gets one
-//! byte of `GET /`). Such a connection is idle by the streams' count and is
-//! closed by src/server.rs after two more `--idle-timeout`.
+//! byte of `GET /`). Such a connection is idle by the streams' count, and
+//! src/server.rs closes it 2–3 × `--idle-timeout` after its last stream.
 
 use std::cell::Cell;
 use std::future::Future;

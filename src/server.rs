@@ -546,7 +546,7 @@ fn connection_ended(
 
 /// Serves an h2 connection until it ends, the server stops or it has been
 /// idle (no stream open) for `idle_timeout`, then lets the streams in
-/// flight finish.
+/// flight finish (after idleness, for at most one more `idle_timeout`).
 async fn serve_h2<S>(
     http: &http2::Builder<StreamExecutor>,
     stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
